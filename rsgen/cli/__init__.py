@@ -1,0 +1,66 @@
+"""The ``rsgen`` command. Each subcommand lives in its own module with ``register(subparsers)``; the module
+only parses arguments and calls the library. Errors from bad input print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rsgen import __version__
+from rsgen.errors import RsgenError
+
+# Subcommand modules, in the order `rsgen --help` lists them. A module that fails to import (e.g. an optional
+# dependency is missing) only disables its own subcommand.
+SUBCOMMAND_MODULES = (
+    "rsgen.cli.info",
+    "rsgen.cli.metadata",
+)
+
+log = logging.getLogger("rsgen")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsgen",
+        description="Text- and metadata-conditioned diffusion for remote-sensing imagery: curate data, train, "
+        "generate georeferenced images, evaluate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rsgen {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:  # pragma: no cover - depends on the installation
+            log.debug("subcommand %s unavailable: %s", name, e)
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except RsgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:  # pragma: no cover
+    sys.exit(main())
