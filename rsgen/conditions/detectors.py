@@ -1,0 +1,142 @@
+"""Image conditions from controlnet-aux detectors: Canny, line art and content shuffle work offline; HED, PiDiNet,
+M-LSD, MiDaS and NormalBAE need the lllyasviel/Annotators weight files in a local folder."""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsgen.conditions.registry import CONDITION_TYPES, register_condition
+from rsgen.conditions.sources import resize
+from rsgen.errors import WeightsNotFoundError
+
+ANNOTATORS_ENV = "RSGEN_ANNOTATORS"  # default folder of lllyasviel/Annotators weight files
+
+
+@functools.cache
+def _aux(module: str, cls: str) -> Any:
+    """A controlnet-aux detector class or helper; imported lazily (the package is slow and noisy to import)."""
+    import importlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(importlib.import_module(f"controlnet_aux.{module}"), cls)
+
+
+def _resolution(rgb: np.ndarray, size: tuple[int, int], detect_resolution: int | None) -> int:
+    """Detection size (short side): the coarser of the source and the output, at least 64 px."""
+    return detect_resolution or max(64, min(*rgb.shape[:2], *size))
+
+
+def _detect(detector: Callable[..., np.ndarray], rgb: np.ndarray, size: tuple[int, int],
+            detect_resolution: int | None, **kwargs: Any) -> np.ndarray:
+    """Run a controlnet-aux detector at the coarser of the source and output resolutions, then resize.
+
+    controlnet-aux would upsample to 512 px by default, which blurs 64-256 px remote-sensing tiles and
+    leaves Canny with few edges; detecting near the tile's own resolution keeps them.
+    """
+    res = _resolution(rgb, size, detect_resolution)
+    out = _aux("util", "HWC3")(np.asarray(detector(rgb, detect_resolution=res, output_type="np", **kwargs)))
+    return resize(out, size)
+
+
+def auto_canny_thresholds(rgb: np.ndarray, percentile: float = 90.0, floor: float = 40.0) -> tuple[float, float]:
+    """Canny (low, high) from the image's own gradients: high = the ``percentile`` of the Sobel L1 gradient
+    magnitude (max over channels), at least ``floor`` so flat scenes (water) stay empty; low = 0.4 * high."""
+    import cv2
+
+    mag = np.zeros(rgb.shape[:2], np.float32)
+    for c in range(rgb.shape[2]):
+        gx = cv2.Sobel(rgb[:, :, c], cv2.CV_32F, 1, 0)
+        gy = cv2.Sobel(rgb[:, :, c], cv2.CV_32F, 0, 1)
+        mag = np.maximum(mag, np.abs(gx) + np.abs(gy))
+    high = max(floor, float(np.percentile(mag, percentile)))
+    return 0.4 * high, high
+
+
+@register_condition("canny", "image", "Canny edges (controlnet-aux), thresholds adapted to the tile")
+def canny(rgb: np.ndarray, size: tuple[int, int], *, low_threshold: float | None = None,
+          high_threshold: float | None = None, detect_resolution: int | None = None) -> np.ndarray:
+    """Canny edge map. Thresholds default to :func:`auto_canny_thresholds` of the image at detection size."""
+    res = _resolution(rgb, size, detect_resolution)
+    if low_threshold is None or high_threshold is None:
+        auto_low, auto_high = auto_canny_thresholds(_aux("util", "resize_image")(rgb, res))
+        low_threshold = auto_low if low_threshold is None else low_threshold
+        high_threshold = auto_high if high_threshold is None else high_threshold
+    detector = _aux("canny", "CannyDetector")()
+    return _detect(detector, rgb, size, res, image_resolution=res,
+                   low_threshold=low_threshold, high_threshold=high_threshold)
+
+
+@register_condition("lineart", "image", "standard line art (controlnet-aux LineartStandardDetector)")
+def lineart(rgb: np.ndarray, size: tuple[int, int], *, gaussian_sigma: float | None = None,
+            intensity_threshold: int = 8, detect_resolution: int | None = None) -> np.ndarray:
+    """Line art; ``gaussian_sigma`` defaults to controlnet-aux's 6 px at 512 px, scaled to the detection size."""
+    res = _resolution(rgb, size, detect_resolution)
+    sigma = gaussian_sigma if gaussian_sigma is not None else max(1.0, 6.0 * res / 512)
+    detector = _aux("lineart_standard", "LineartStandardDetector")()
+    return _detect(detector, rgb, size, res, guassian_sigma=sigma, intensity_threshold=intensity_threshold)
+
+
+@register_condition("shuffle", "image", "content shuffle (controlnet-aux ContentShuffleDetector), seeded")
+def shuffle(rgb: np.ndarray, size: tuple[int, int], *, seed: int = 0, f: int | None = None,
+            detect_resolution: int | None = None) -> np.ndarray:
+    """Randomly warped image; ``seed`` makes it repeatable, ``f`` (noise scale, px) defaults to half the size."""
+    res = _resolution(rgb, size, detect_resolution)
+    detector = _aux("shuffle", "ContentShuffleDetector")()
+    state = np.random.get_state()  # controlnet-aux draws from numpy's global generator
+    try:
+        np.random.seed(seed)
+        return _detect(detector, rgb, size, res, image_resolution=res, f=f or max(8, res // 2))
+    finally:
+        np.random.set_state(state)
+
+
+def find_annotators(folder: str | os.PathLike | None, kind: str, files: Sequence[str]) -> Path:
+    """The folder holding lllyasviel/Annotators files for ``kind``, or WeightsNotFoundError naming what is missing."""
+    where = folder or os.environ.get(ANNOTATORS_ENV)
+    if not where:
+        raise WeightsNotFoundError(
+            f"condition {kind!r} needs {', '.join(files)} from lllyasviel/Annotators; pass annotators_dir= "
+            f"or set ${ANNOTATORS_ENV} to a local folder holding them (rsgen never downloads weights)")
+    path = Path(where)
+    missing = [f for f in files if not (path / f).is_file()]
+    if missing:
+        raise WeightsNotFoundError(
+            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators files)")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _weighted_detector(kind: str, folder: str) -> Any:
+    module, cls = _WEIGHTED[kind][:2]
+    return _aux(module, cls).from_pretrained(folder)
+
+
+def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:
+    def make(rgb: np.ndarray, size: tuple[int, int], *, annotators_dir: str | None = None,
+             detect_resolution: int | None = None, **kwargs: Any) -> np.ndarray:
+        folder = find_annotators(annotators_dir, kind, CONDITION_TYPES[kind].weights)
+        detector = _weighted_detector(kind, str(folder))
+        res = _resolution(rgb, size, detect_resolution)
+        return _detect(detector, rgb, size, res, image_resolution=res, **kwargs)
+
+    make.__doc__ = f"{kind} map from controlnet-aux with local lllyasviel/Annotators weights."
+    return make
+
+
+_WEIGHTED: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "hed": ("hed", "HEDdetector", ("ControlNetHED.pth",), "HED soft edges"),
+    "pidi": ("pidi", "PidiNetDetector", ("table5_pidinet.pth",), "PiDiNet soft edges"),
+    "mlsd": ("mlsd", "MLSDdetector", ("mlsd_large_512_fp32.pth",), "M-LSD straight lines"),
+    "midas": ("midas", "MidasDetector", ("dpt_hybrid-midas-501f0c75.pt",), "MiDaS relative depth"),
+    "normalbae": ("normalbae", "NormalBaeDetector", ("scannet.pt",), "NormalBAE surface normals"),
+}
+for _kind, (_m, _c, _files, _help) in _WEIGHTED.items():
+    register_condition(_kind, "image", f"{_help} (needs {', '.join(_files)})", weights=_files)(_weighted_maker(_kind))
