@@ -17,6 +17,10 @@ from rsgen.errors import RsgenError
 SUBCOMMAND_MODULES = (
     "rsgen.cli.info",
     "rsgen.cli.metadata",
+    "rsgen.cli.generate",
+    "rsgen.cli.curate",
+    "rsgen.cli.evaluate",
+    "rsgen.cli.train",
 )
 
 log = logging.getLogger("rsgen")

@@ -1,0 +1,140 @@
+"""Metadata embedding: per-field Fourier features and MLPs, a learned "missing" embedding per field, and a
+zero-initialised output projection.
+
+Its output is added to the UNet's timestep embedding (passed as ``class_labels`` to a UNet built with
+``class_embed_type="identity"``). Because the output projection starts at zero, attaching it to a pretrained
+UNet leaves the UNet's predictions unchanged until training moves it. Input encoding (normalisation, the
+"present" mask) is :func:`rsgen.metadata.encode_metadata`; this module only embeds the encoded values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from rsgen.metadata import METADATA_DIM, MODEL_FIELDS, NUM_METADATA_FIELDS, Metadata, encode_metadata
+
+
+def fourier_features(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
+    """``[x, sin(2^k pi x), cos(2^k pi x)]`` for k < num_frequencies, per column: (B, W) -> (B, W * (2F + 1))."""
+    freqs = (2.0 ** torch.arange(num_frequencies, device=x.device, dtype=x.dtype)) * math.pi  # (F,)
+    angles = x[..., None] * freqs  # (B, W, F)
+    feats = torch.cat([x[..., None], angles.sin(), angles.cos()], dim=-1)  # (B, W, 2F + 1)
+    return feats.flatten(1)
+
+
+class MetadataEmbedding(ModelMixin, ConfigMixin):
+    """Embeds encoded metadata ``(B, METADATA_DIM)`` + present mask ``(B, NUM_FIELDS)`` to ``(B, embed_dim)``.
+
+    Args:
+        embed_dim: output width; must equal the UNet's time-embedding width (4 x its first block's channels).
+        field_widths: value columns per field, in the order of :data:`rsgen.metadata.MODEL_FIELDS`.
+        num_frequencies: Fourier octaves per value column.
+        hidden_dim: width of each field's MLP output (and of its "missing" embedding).
+        use_noise_level: super-resolution stages also embed the noise-augmentation level of their low-res input.
+        max_noise_level: the noise level is divided by this before its Fourier features (levels are DDPM
+            timesteps of the augmentation schedule).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        embed_dim: int = 256,
+        field_widths: Sequence[int] = tuple(f.width for f in MODEL_FIELDS),
+        num_frequencies: int = 6,
+        hidden_dim: int = 128,
+        use_noise_level: bool = False,
+        max_noise_level: int = 1000,
+    ) -> None:
+        super().__init__()
+        self.field_widths = [int(w) for w in field_widths]
+        feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
+        if use_noise_level:
+            feats.append(2 * num_frequencies + 1)
+        self.field_mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(f, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
+            for f in feats
+        )
+        # One learned embedding per metadata field for "this field is unknown" (noise level is never missing).
+        self.missing = nn.Parameter(torch.randn(len(self.field_widths), hidden_dim) * 0.02)  # (N, H)
+        self.act = nn.SiLU()
+        self.proj_out = nn.Linear(len(feats) * hidden_dim, embed_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Zero the output projection so that the embedding adds exactly nothing at initialisation."""
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.field_widths)
+
+    def forward(
+        self, values: torch.Tensor, present: torch.Tensor, noise_level: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """values (B, METADATA_DIM) float, present (B, N) bool, noise_level (B,) -> (B, embed_dim)."""
+        if values.shape[-1] != sum(self.field_widths) or present.shape[-1] != self.num_fields:
+            raise ValueError(
+                f"MetadataEmbedding: expected values (B, {sum(self.field_widths)}) and present (B, {self.num_fields}),"
+                f" got {tuple(values.shape)} and {tuple(present.shape)}"
+            )
+        dtype = self.proj_out.weight.dtype
+        values = values.to(dtype)
+        n_freq = self.config.num_frequencies
+        hidden = []
+        start = 0
+        for i, width in enumerate(self.field_widths):
+            x = values[:, start : start + width]  # (B, W)
+            start += width
+            h = self.field_mlps[i](fourier_features(x, n_freq))  # (B, H)
+            keep = present[:, i : i + 1].to(h.device)  # (B, 1) bool
+            hidden.append(torch.where(keep, h, self.missing[i].to(h.dtype).expand_as(h)))
+        if self.config.use_noise_level:
+            if noise_level is None:
+                raise ValueError("MetadataEmbedding(use_noise_level=True) needs noise_level (B,)")
+            level = (
+                noise_level.to(device=values.device, dtype=dtype).reshape(-1, 1) / self.config.max_noise_level
+            )
+            hidden.append(self.field_mlps[-1](fourier_features(level, n_freq)))
+        return self.proj_out(self.act(torch.cat(hidden, dim=-1)))  # (B, embed_dim)
+
+    def embed(
+        self,
+        metadata: Sequence[Metadata | None],
+        noise_level: torch.Tensor | None = None,
+        drop: bool = False,
+    ) -> torch.Tensor:
+        """Convenience: encode a list of :class:`Metadata` (None = nothing known) and embed it.
+
+        ``drop=True`` marks every field missing (the unconditional branch of metadata guidance).
+        """
+        values, present = encode_metadata(list(metadata))
+        if drop:
+            present = torch.zeros_like(present)
+        return self(values.to(self.device), present.to(self.device), noise_level)
+
+
+def drop_metadata_fields(
+    present: torch.Tensor, field_prob: float, all_prob: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Metadata dropout for classifier-free guidance: each field is marked missing with ``field_prob``, and all
+    fields of a sample with ``all_prob``. present (B, N) bool -> (B, N) bool."""
+    b, n = present.shape
+    drop_field = torch.rand((b, n), generator=generator) < field_prob  # (B, N)
+    drop_all = torch.rand((b, 1), generator=generator) < all_prob  # (B, 1)
+    return present & ~(drop_field | drop_all).to(present.device)
+
+
+__all__ = [
+    "METADATA_DIM",
+    "NUM_METADATA_FIELDS",
+    "MetadataEmbedding",
+    "drop_metadata_fields",
+    "fourier_features",
+]

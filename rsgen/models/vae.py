@@ -1,0 +1,110 @@
+"""The autoencoder: Stable Diffusion's ``AutoencoderKL`` from a local path, or a small ``AutoencoderKL``
+trained here on remote-sensing images (latent factor 4: 64x64 pixels -> 16x16 latents), and its training
+loss (L1 reconstruction + KL + SSIM, none of which needs downloaded weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from rsgen.errors import WeightsNotFoundError
+
+
+@dataclass
+class VAEConfig:
+    """A small AutoencoderKL built from scratch, or ``pretrained`` = a local diffusers folder (pipeline root
+    or its ``vae/``). Down-sampling factor = 2 ** (len(block_out_channels) - 1)."""
+
+    pretrained: str | None = None
+    block_out_channels: list[int] = field(default_factory=lambda: [64, 128, 128])
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    sample_size: int = 64
+    norm_num_groups: int = 32
+    kl_weight: float = 1e-6
+    ssim_weight: float = 0.2
+
+
+def build_vae(cfg: VAEConfig) -> AutoencoderKL:
+    """A fresh AutoencoderKL of the configured shape (its ``scaling_factor`` is set after training)."""
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
+        sample_size=cfg.sample_size,
+        scaling_factor=1.0,
+    )
+
+
+def load_vae(path: str | Path) -> AutoencoderKL:
+    """An AutoencoderKL from a local diffusers folder (pipeline root with ``vae/``, or the vae folder)."""
+    p = Path(path)
+    folder = p / "vae" if (p / "vae" / "config.json").is_file() else p
+    if not (folder / "config.json").is_file():
+        raise WeightsNotFoundError(
+            f"VAE: no diffusers AutoencoderKL in {p} (expected {p}/vae/config.json or {p}/config.json)"
+        )
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+
+
+def make_vae(cfg: VAEConfig) -> AutoencoderKL:
+    return load_vae(cfg.pretrained) if cfg.pretrained else build_vae(cfg)
+
+
+def vae_scale_factor(vae: AutoencoderKL) -> int:
+    """Pixels per latent cell along one side."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+@torch.no_grad()
+def calibrate_scaling_factor(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
+    """Set ``scaling_factor`` = 1 / std of the latent means on a batch (as SD did), so that scaled latents have
+    unit variance for the diffusion model; pixels (B, 3, H, W) in [-1, 1]."""
+    latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean  # (B, C, h, w)
+    factor = float(1.0 / latents.float().std().clamp_min(1e-6))
+    vae.register_to_config(scaling_factor=factor)
+    return factor
+
+
+def vae_loss(
+    vae: AutoencoderKL,
+    pixels: torch.Tensor,
+    kl_weight: float,
+    ssim_weight: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Training loss of the autoencoder on pixels (B, 3, H, W) in [-1, 1]: L1 + ssim_weight * (1 - SSIM) +
+    kl_weight * KL. Returns the loss and its parts for logging."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    posterior = vae.encode(pixels).latent_dist
+    z = posterior.sample(generator=generator)  # (B, C, h, w)
+    recon = vae.decode(z).sample  # (B, 3, H, W)
+    l1 = F.l1_loss(recon.float(), pixels.float())
+    ssim = structural_similarity_index_measure(
+        (recon.float() + 1) / 2, (pixels.float() + 1) / 2, data_range=1.0, kernel_size=7
+    )
+    kl = posterior.kl().mean()  # summed over latent cells, averaged over the batch
+    loss = l1 + ssim_weight * (1 - ssim) + kl_weight * kl
+    return loss, {"l1": float(l1.detach()), "ssim": float(ssim.detach()), "kl": float(kl.detach())}
+
+
+__all__ = [
+    "VAEConfig",
+    "build_vae",
+    "calibrate_scaling_factor",
+    "load_vae",
+    "make_vae",
+    "vae_loss",
+    "vae_scale_factor",
+]

@@ -1,0 +1,51 @@
+"""A resumable, shardable sampler: a fresh seeded permutation per epoch, split across processes, that can
+start in the middle of an epoch, so that a resumed run sees exactly the batches the interrupted one would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler[int]):
+    """Indices of ``num_samples`` for process ``rank`` of ``world_size``.
+
+    Each epoch is a permutation drawn from ``(seed, epoch)``, truncated to a multiple of
+    ``batch_size * world_size`` (every process gets the same number of full batches); process ``rank`` takes
+    every ``world_size``-th batch. :meth:`set_epoch` chooses the epoch and how many of this process's batches
+    to skip.
+    """
+
+    def __init__(
+        self, num_samples: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if num_samples < batch_size * world_size:
+            raise ValueError(
+                f"{num_samples} samples are fewer than one batch ({batch_size} x {world_size} processes)"
+            )
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.skip_batches = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.num_samples // (self.batch_size * self.world_size)
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_samples, generator=g)
+        per_step = self.batch_size * self.world_size
+        for b in range(self.skip_batches, self.batches_per_epoch):
+            start = b * per_step + self.rank * self.batch_size
+            yield from order[start : start + self.batch_size].tolist()
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.skip_batches) * self.batch_size
+
+
+__all__ = ["ResumableSampler"]

@@ -1,0 +1,93 @@
+"""MetadataEmbedding: zero-initialised output, learned missing embeddings, noise level, save/load."""
+
+from __future__ import annotations
+
+import torch
+
+from rsgen.metadata import METADATA_DIM, NUM_METADATA_FIELDS, Metadata, encode_metadata
+from rsgen.models.metadata_embedding import MetadataEmbedding, drop_metadata_fields
+from rsgen.models.unet import UNetConfig, build_unet, time_embed_dim
+
+TINY_UNET = UNetConfig(sample_size=8, block_out_channels=[32, 64], cross_attention_levels=[False, True],
+                       cross_attention_dim=64, attention_head_dim=4)
+METAS = [Metadata(gsd_m=10, lat=47, lon=8, date="2019-07-04", cloud_cover=0.2, off_nadir_deg=5), Metadata(gsd_m=0.3),
+         None]
+
+
+def _perturbed(emb: MetadataEmbedding) -> MetadataEmbedding:
+    torch.manual_seed(1)
+    torch.nn.init.normal_(emb.proj_out.weight, std=0.1)
+    return emb
+
+
+def test_output_is_zero_at_init_for_any_input():
+    emb = MetadataEmbedding(embed_dim=64)
+    values, present = encode_metadata(METAS)
+    out = emb(values, present)
+    assert out.shape == (3, 64)
+    assert torch.count_nonzero(out) == 0
+
+
+def test_unet_with_metadata_embedding_is_unchanged_at_init():
+    torch.manual_seed(0)
+    unet = build_unet(TINY_UNET, text_dim=384)
+    emb = MetadataEmbedding(embed_dim=time_embed_dim(unet))
+    x, t, ctx = torch.randn(3, 4, 8, 8), torch.tensor([1, 300, 900]), torch.randn(3, 32, 384)
+    with torch.no_grad():
+        plain = unet(x, t, ctx, class_labels=torch.zeros(3, time_embed_dim(unet))).sample
+        with_meta = unet(x, t, ctx, class_labels=emb.embed(METAS)).sample
+    torch.testing.assert_close(with_meta, plain, rtol=0, atol=0)
+
+
+def test_missing_fields_use_their_learned_embedding():
+    emb = _perturbed(MetadataEmbedding(embed_dim=32))
+    values = torch.randn(2, METADATA_DIM)
+    none_present = torch.zeros(2, NUM_METADATA_FIELDS, dtype=torch.bool)
+    out = emb(values, none_present)
+    # With every field missing, the values do not matter: both rows equal (the "missing" embeddings only).
+    torch.testing.assert_close(out[0], out[1])
+    # Marking the GSD present makes the output depend on the GSD value.
+    gsd_present = none_present.clone()
+    gsd_present[:, 0] = True
+    out2 = emb(values, gsd_present)
+    assert not torch.allclose(out2[0], out2[1])
+    # ... and is not the same as missing.
+    assert not torch.allclose(out2, out)
+
+
+def test_partial_and_no_metadata_embed_differently():
+    emb = _perturbed(MetadataEmbedding(embed_dim=32))
+    out = emb.embed(METAS)
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+    torch.testing.assert_close(emb.embed([None]), emb.embed([Metadata()]))
+    torch.testing.assert_close(emb.embed(METAS[:1], drop=True), emb.embed([None]))
+
+
+def test_noise_level_input_changes_the_embedding():
+    emb = _perturbed(MetadataEmbedding(embed_dim=32, use_noise_level=True))
+    a = emb.embed([None, None], noise_level=torch.tensor([0, 350]))
+    assert not torch.allclose(a[0], a[1])
+
+
+def test_save_load_roundtrip(tmp_path):
+    emb = _perturbed(MetadataEmbedding(embed_dim=48, hidden_dim=16, num_frequencies=3, use_noise_level=True))
+    emb.save_pretrained(tmp_path)
+    loaded = MetadataEmbedding.from_pretrained(tmp_path)
+    assert loaded.config.use_noise_level and loaded.config.hidden_dim == 16
+    for (k, a), (_, b) in zip(emb.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    level = torch.tensor([20, 20, 20])
+    torch.testing.assert_close(loaded.embed(METAS, level), emb.embed(METAS, level))
+
+
+def test_metadata_dropout_only_removes_fields():
+    present = torch.ones(1000, NUM_METADATA_FIELDS, dtype=torch.bool)
+    present[:, 2] = False
+    g = torch.Generator().manual_seed(0)
+    dropped = drop_metadata_fields(present, field_prob=0.2, all_prob=0.1, generator=g)
+    assert not (dropped & ~present).any()  # never adds a field
+    assert not dropped[:, 2].any()
+    frac_kept = dropped[:, 0].float().mean().item()
+    assert 0.62 < frac_kept < 0.82  # about (1 - 0.2) * (1 - 0.1) = 0.72
+    assert (~dropped).all(dim=1).float().mean() > 0.05  # some samples lose every field
