@@ -1,0 +1,153 @@
+"""Training-side view of a manifest: a map-style ``torch`` dataset of (image, caption, metadata) samples.
+
+A sample that fails to decode is skipped (the next record is returned instead) and counted in
+``dataset.skipped``, never fatal. Images are centre-cropped to a square and resized to ``image_size``; the
+returned metadata's ``gsd_m`` is the GSD of the returned pixels (the record's GSD times the resize factor),
+so a model never sees a GSD that does not match its input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from rsgen.data.images import load_image
+from rsgen.data.manifest import SPLITS, iter_manifest, record_defaults, record_metadata, resolve_path
+from rsgen.errors import DataError
+from rsgen.metadata import Metadata
+
+log = logging.getLogger(__name__)
+
+
+def square_resize(array: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Centre-crop (H, W, 3) uint8 to a square and resize it to (size, size, 3); returns it and the scale
+    (source pixels per output pixel, i.e. the factor the GSD grows by)."""
+    h, w = array.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = array[top : top + side, left : left + side]
+    if side == size:
+        return np.ascontiguousarray(crop), 1.0
+    resample = Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
+    out = np.asarray(Image.fromarray(crop).resize((size, size), resample))
+    return out, side / size
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
+    t = torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W)
+    return t / 127.5 - 1.0
+
+
+class ImageCaptionDataset(Dataset):
+    """Samples of one split of a manifest.
+
+    Item: ``{"pixel_values": (3, S, S) float in [-1, 1], "caption": str, "metadata": Metadata, "index": int,
+    "source": str, "label": str | None}``. ``random_caption`` picks one of the record's captions per epoch
+    (deterministic in seed, epoch and index; see :meth:`set_epoch`), else always the first.
+    ``sources`` keeps only those sources; ``allow_upsampling=False`` drops records smaller than ``image_size``
+    (e.g. 32 px GSD copies when training at 64 px, where upsampling would only blur them back to the native GSD).
+    """
+
+    def __init__(
+        self,
+        manifest: str | Path | Sequence[dict[str, Any]],
+        split: str | None = "train",
+        image_size: int = 64,
+        random_caption: bool = True,
+        seed: int = 0,
+        *,
+        root: str | Path | None = None,
+        sources: Sequence[str] | None = None,
+        allow_upsampling: bool = True,
+        max_retries: int = 20,
+    ) -> None:
+        if split is not None and split not in SPLITS:
+            raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)} (or None for all)")
+        if image_size < 1:
+            raise DataError(f"image_size={image_size}: expected a positive number of pixels")
+        if isinstance(manifest, str | Path):
+            self.root = Path(root) if root is not None else Path(manifest).parent
+            records = iter_manifest(manifest)
+        else:
+            self.root = Path(root) if root is not None else Path.cwd()
+            records = (record_defaults(r) for r in manifest)
+        self.records = [
+            r for r in records
+            if (split is None or r["split"] == split) and (sources is None or r.get("source") in sources)
+            and (allow_upsampling or min(r.get("size") or [image_size]) >= image_size)
+        ]
+        self.split = split
+        self.image_size = image_size
+        self.random_caption = random_caption
+        self.seed = seed
+        self.epoch = 0
+        self.max_retries = max_retries
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random caption choice (call once per epoch)."""
+        self.epoch = epoch
+
+    @property
+    def labels(self) -> list[str | None]:
+        return [r.get("label") for r in self.records]
+
+    def load(self, index: int) -> dict[str, Any]:
+        """One sample; raises DataError when its image cannot be used."""
+        rec = self.records[index]
+        loaded = load_image(resolve_path(rec, self.root), rec.get("window"), rec.get("bands"),
+                            float(rec.get("gsd_factor") or 1.0))
+        pixels, scale = square_resize(loaded.array, self.image_size)
+        meta = record_metadata(rec)
+        if meta.gsd_m is not None and scale != 1.0:
+            meta = meta.replace(gsd_m=meta.gsd_m * scale)
+        captions = rec.get("captions") or [""]
+        if self.random_caption and len(captions) > 1:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            caption = captions[int(rng.integers(len(captions)))]
+        else:
+            caption = captions[0]
+        return {
+            "pixel_values": to_tensor(pixels),  # (3, S, S)
+            "caption": caption,
+            "metadata": meta,
+            "index": index,
+            "source": rec.get("source", ""),
+            "label": rec.get("label"),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self.records:
+            raise IndexError("empty dataset")
+        for k in range(self.max_retries):
+            i = (index + k) % len(self.records)
+            try:
+                return self.load(i)
+            except DataError as e:
+                self.skipped += 1
+                log.warning("skipping sample %d (%s): %s", i, self.records[i].get("id"), e)
+        raise DataError(f"{self.max_retries} consecutive samples from index {index} failed to load; "
+                        f"is the manifest's image folder {self.root} right?")
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch items of :class:`ImageCaptionDataset`: ``pixel_values`` (B, 3, S, S), ``captions`` list[str],
+    ``metadata`` list[Metadata], ``index`` LongTensor (B,), ``labels`` list."""
+    return {
+        "pixel_values": torch.stack([s["pixel_values"] for s in samples]),  # (B, 3, S, S)
+        "captions": [s["caption"] for s in samples],
+        "metadata": [s["metadata"] if s["metadata"] is not None else Metadata() for s in samples],
+        "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),  # (B,)
+        "labels": [s.get("label") for s in samples],
+    }

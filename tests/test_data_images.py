@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from data_fixtures import save_jpeg, textured, write_geotiff
+
+from rsgen.data.images import SampleError, downsample, load_image, true_gsd_factor
+
+
+def test_jpeg_roundtrip_and_window(tmp_path):
+    arr = textured(1)
+    p = save_jpeg(tmp_path / "a.jpg", arr)
+    img = load_image(p)
+    assert img.array.shape == (64, 64, 3) and img.array.dtype == np.uint8
+    assert np.abs(img.array.astype(int) - arr).mean() < 8
+    win = load_image(p, window=[8, 4, 32, 16])
+    assert win.array.shape == (16, 32, 3)
+
+
+def test_corrupt_jpeg_is_a_corrupt_sample(tmp_path):
+    p = save_jpeg(tmp_path / "a.jpg", textured(2))
+    data = p.read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.jpg").write_bytes(b"not a jpeg at all")
+    for name in ("trunc.jpg", "junk.jpg"):
+        with pytest.raises(SampleError) as e:
+            load_image(tmp_path / name)
+        assert e.value.reason == "corrupt"
+    with pytest.raises(SampleError) as e:
+        load_image(tmp_path / "missing.jpg")
+    assert e.value.reason == "missing"
+
+
+def test_truncated_tiff_is_a_corrupt_sample(tmp_path):
+    p = write_geotiff(tmp_path / "t.tif", np.random.default_rng(0).integers(0, 255, (3, 128, 128), dtype=np.uint8))
+    data = p.read_bytes()
+    (tmp_path / "trunc.tif").write_bytes(data[: len(data) // 3])
+    with pytest.raises(SampleError) as e:
+        load_image(tmp_path / "trunc.tif")
+    assert e.value.reason == "corrupt"
+
+
+def test_band_selection_nodata_and_stretch(tmp_path):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(100, 4000, (4, 32, 32)).astype(np.uint16)  # R, G, B, NIR
+    arr[:, :8, :] = 0
+    p = write_geotiff(tmp_path / "rgbn.tif", arr, nodata=0)
+    img = load_image(p, bands=[1, 2, 3])
+    assert img.array.shape == (32, 32, 3) and img.array.dtype == np.uint8
+    assert img.source_dtype == "uint16" and img.source_channels == 4
+    assert img.valid_fraction == pytest.approx(24 / 32)
+    assert (img.array[:8] == 0).all() and img.array[8:].std() > 10
+    nir = load_image(p, bands=[4])
+    assert (nir.array[:, :, 0] == nir.array[:, :, 1]).all()  # one band -> grey
+    with pytest.raises(SampleError) as e:
+        load_image(p, bands=[5])
+    assert e.value.reason == "bad_bands"
+
+
+def test_gsd_downsample_keeps_nodata_out():
+    rgb = np.full((64, 64, 3), 200, np.uint8)
+    valid = np.ones((64, 64), bool)
+    valid[:, :32] = False
+    rgb[~valid] = 0
+    out, v = downsample(rgb, valid, 2.0)
+    assert out.shape == (32, 32, 3)
+    assert (out[:, 16:] == 200).all()  # nodata zeros did not darken valid pixels
+    assert not v[:, :16].any() and v[:, 16:].all()
+    assert true_gsd_factor(64, 64, 3.0) == pytest.approx(64 / 21)
+
+
+def test_gsd_factor_load(tmp_path):
+    p = save_jpeg(tmp_path / "a.jpg", textured(3))
+    img = load_image(p, gsd_factor=2.0)
+    assert img.array.shape == (32, 32, 3) and img.source_size == (64, 64)
