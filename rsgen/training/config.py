@@ -32,6 +32,9 @@ class DataConfig:
     image_size: int = 64
     random_caption: bool = True
     sources: list[str] | None = None
+    # False: records smaller than image_size are left out instead of upsampled (an upsampled 32 px image at
+    # 20 m is only a blurred 10 m image, which would teach the model the wrong look for 10 m).
+    allow_upsampling: bool = False
     num_workers: int = 0
     cache_latents: bool = True
     cache_dir: str | None = None

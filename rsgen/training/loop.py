@@ -71,6 +71,7 @@ def build_dataset(cfg: TrainConfig) -> Dataset:
         random_caption=cfg.data.random_caption,
         seed=cfg.seed,
         sources=cfg.data.sources,
+        allow_upsampling=cfg.data.allow_upsampling,
     )
     if cfg.data.limit:
         ds.records = ds.records[: cfg.data.limit]

@@ -1,0 +1,92 @@
+"""Loading a pipeline: a trained model folder, or, when no trained weights exist (a fresh checkout), a model
+of the ``tiny`` config with random weights and a fixed seed, flagged ``untrained`` so callers say so."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rsgen.errors import WeightsNotFoundError
+from rsgen.paths import DEFAULT_MODEL_DIR
+from rsgen.pipelines.pipeline import RSGenPipeline
+
+log = logging.getLogger(__name__)
+
+UNTRAINED_WARNING = "WARNING: untrained random weights (no trained model at {path}); images are noise-like"
+DEFAULT_RANDOM_CONFIG = "tiny"
+
+
+def build_random_pipeline(
+    config: Any = DEFAULT_RANDOM_CONFIG,
+    *,
+    seed: int = 0,
+    super_resolution: bool = False,
+    text: tuple[Any, torch.nn.Module] | None = None,
+) -> RSGenPipeline:
+    """A pipeline of a training config's shapes (``TrainConfig``, or a config name / path) with random weights.
+
+    ``super_resolution``: a SR stage (UNet input + 3 low-res channels, noise-level embedding). ``text``: a
+    (tokenizer, model) to use instead of the config's text encoder (tests use a tiny one).
+    """
+    from rsgen.models import MetadataEmbedding, build_unet, build_vae, load_text_encoder, time_embed_dim
+    from rsgen.models.super_resolution import LOW_RES_CHANNELS
+    from rsgen.models.text import text_hidden_size
+    from rsgen.training.config import TrainConfig, load_train_config
+    from rsgen.training.diffusion import make_noise_scheduler
+
+    cfg: TrainConfig = config if isinstance(config, TrainConfig) else load_train_config(config)
+    torch.manual_seed(seed)
+    tokenizer, text_model = text if text is not None else load_text_encoder(cfg.text.encoder)
+    unet_cfg = cfg.unet
+    if super_resolution:
+        import dataclasses
+
+        unet_cfg = dataclasses.replace(unet_cfg, in_channels=cfg.vae.latent_channels + LOW_RES_CHANNELS)
+    unet = build_unet(unet_cfg, text_hidden_size(text_model)).eval()
+    vae = build_vae(cfg.vae).eval()
+    embedding = MetadataEmbedding(
+        embed_dim=time_embed_dim(unet),
+        num_frequencies=cfg.metadata.num_frequencies,
+        hidden_dim=cfg.metadata.hidden_dim,
+        use_noise_level=super_resolution,
+    ).eval()
+    return RSGenPipeline(vae, text_model, tokenizer, unet, embedding, make_noise_scheduler(cfg.diffusion))
+
+
+def load_pipeline(path: str | Path, device: str | torch.device | None = None) -> RSGenPipeline:
+    """An rsgen pipeline folder (``model_index.json`` + components, safetensors) from a local path."""
+    path = Path(path)
+    if not (path / "model_index.json").is_file():
+        raise WeightsNotFoundError(
+            f"model: no rsgen pipeline folder at {path} (expected {path}/model_index.json; rsgen never downloads)"
+        )
+    pipe = RSGenPipeline.from_pretrained(path, use_safetensors=True)
+    pipe.untrained = False
+    if device is not None:
+        pipe.to(device)
+    return pipe
+
+
+def load_default_pipeline(
+    path: str | Path | None = None,
+    *,
+    random_config: str | Any = DEFAULT_RANDOM_CONFIG,
+    super_resolution: bool = False,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> RSGenPipeline:
+    """The model at ``path`` (default ``assets/default-model``); when it does not exist, the ``random_config``
+    model with random weights (seed fixed), with ``pipe.untrained = True`` and ``pipe.untrained_reason`` (the line the CLI prints)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if (path / "model_index.json").is_file():
+        return load_pipeline(path, device)
+    log.info(UNTRAINED_WARNING.format(path=path))
+    pipe = build_random_pipeline(random_config, seed=seed, super_resolution=super_resolution)
+    pipe.untrained = True
+    pipe.untrained_reason = UNTRAINED_WARNING.format(path=path)
+    if device is not None:
+        pipe.to(device)
+    return pipe

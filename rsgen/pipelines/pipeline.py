@@ -1,0 +1,458 @@
+"""RSGenPipeline: text + metadata (+ ControlNet) latent diffusion sampling, for a base stage and for a
+super-resolution stage, with image-to-image (what-if) and window-tiled large outputs.
+
+A diffusers ``DiffusionPipeline`` so ``save_pretrained`` / ``from_pretrained`` round-trip the folder layout
+``model_index.json, unet/, vae/, metadata_embedding/, text_encoder/, tokenizer/, scheduler/[, controlnet/]``.
+A stage is a super-resolution stage when its UNet takes the latent plus 3 low-res RGB channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+
+from rsgen.errors import ConfigError, DataError
+from rsgen.metadata import Metadata, encode_metadata
+from rsgen.models.controlnet import controlled_unet_forward
+from rsgen.models.metadata_embedding import MetadataEmbedding
+from rsgen.models.super_resolution import LOW_RES_CHANNELS, low_res_condition, sr_unet_input
+from rsgen.models.text import encode_prompts
+from rsgen.pipelines.canvas import TensorStore
+from rsgen.pipelines.guidance import GuidanceScales, combine_guidance, split_branches
+from rsgen.pipelines.multidiffusion import BandSchedulers, LatentStore, multidiffusion_denoise
+from rsgen.pipelines.noise import make_generators, per_sample_noise, sample_seeds
+from rsgen.pipelines.schedulers import make_scheduler
+from rsgen.pipelines.vae_tiling import decode_tiled, encode_image, latent_factor
+from rsgen.pipelines.windows import Window, window_layout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SR_NOISE_LEVEL = 20
+DEFAULT_SCHEDULER = "dpm++"  # sampling algorithm on top of the model's noise schedule (None = the saved one)
+
+
+@dataclass
+class ControlInput:
+    """One ControlNet condition: image (1 or B, 3, H, W) in [0, 1] on the output pixel grid, its scale, the
+    fraction of the steps [start, end) during which it acts, and its ControlNet (None = the pipeline's)."""
+
+    image: torch.Tensor
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    controlnet: ControlNetModel | None = None
+    kind: str = ""
+
+    def active(self, step: int, num_steps: int) -> bool:
+        """As diffusers' ControlNet pipelines: active unless the step lies outside [start, end]."""
+        return not (step / num_steps < self.start or (step + 1) / num_steps > self.end)
+
+
+@dataclass
+class Tiling:
+    """Window sizes in latent pixels. window=None: the whole image at once; decode_tile=None: decode at once."""
+
+    window: int | None = None
+    overlap: int = 8
+    decode_tile: int | None = None
+    decode_halo: int = 4
+
+    def windows(self, h: int, w: int) -> list[Window]:
+        if self.window is None:
+            return [Window(0, 0, h, w)]
+        return window_layout(h, w, self.window, min(self.overlap, self.window - 1))
+
+
+@dataclass
+class Conditioning:
+    """Everything the model sees besides the latent, for a batch of B and each guidance branch."""
+
+    text: torch.Tensor  # (B, T, D) prompt hidden states
+    neg_text: torch.Tensor | None  # (B, T, D) negative-prompt hidden states (text guidance only)
+    meta: torch.Tensor  # (B, E) metadata embedding
+    meta_null: torch.Tensor | None  # (B, E) embedding with every field missing (metadata guidance only)
+    scales: GuidanceScales
+    low_res: torch.Tensor | None = None  # (B, 3, h, w) noise-augmented low-res image on the latent grid (SR)
+    controls: list[ControlInput] = field(default_factory=list)
+
+
+@dataclass
+class SamplingRun:
+    """A prepared denoising run: per-image prompts, metadata and seeds, the scheduler and its timesteps, and the
+    encoded conditioning; ``latent_hw`` is the latent grid of the output."""
+
+    prompts: list[str]
+    metadata: list[Metadata | None]
+    seeds: list[int]
+    generators: list[torch.Generator]
+    scheduler: SchedulerMixin
+    timesteps: list[torch.Tensor]
+    cond: Conditioning
+    latent_hw: tuple[int, int]
+
+
+@dataclass
+class RSGenOutput(BaseOutput):
+    """images: (B, H, W, 3) float in [0, 1] (np), (B, 3, H, W) (pt), PIL list, or latents; seeds: per image."""
+
+    images: Any
+    seeds: list[int]
+
+
+class RSGenPipeline(DiffusionPipeline):
+    """Text + metadata conditioned latent diffusion for remote-sensing images (base or super-resolution stage)."""
+
+    model_cpu_offload_seq = "text_encoder->metadata_embedding->unet->vae"
+    _optional_components = ["controlnet"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: Any,
+        tokenizer: Any,
+        unet: UNet2DConditionModel,
+        metadata_embedding: MetadataEmbedding,
+        scheduler: SchedulerMixin,
+        controlnet: ControlNetModel | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            metadata_embedding=metadata_embedding,
+            scheduler=scheduler,
+            controlnet=controlnet,
+        )
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def latent_factor(self) -> int:
+        return latent_factor(self.vae)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def is_super_resolution(self) -> bool:
+        return int(self.unet.config.in_channels) == self.latent_channels + LOW_RES_CHANNELS
+
+    @property
+    def size_multiple(self) -> int:
+        """Output sides must be multiples of this: the VAE factor times the UNet's total down-sampling."""
+        return self.latent_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.latent_factor
+
+    def check_size(self, height: int, width: int, what: str = "size") -> None:
+        """ConfigError unless both sides are positive multiples of :attr:`size_multiple`."""
+        m = self.size_multiple
+        for side in (height, width):
+            if not isinstance(side, int) or side < m or side % m:
+                raise ConfigError(
+                    f"{what} {width}x{height}: each side must be a positive multiple of {m} (VAE latent factor "
+                    f"{self.latent_factor} x UNet down-sampling {m // self.latent_factor}), got {side}"
+                )
+
+    # ---------------------------------------------------------------------------------------- conditioning
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts (B,) -> token hidden states (B, T, D)."""
+        return encode_prompts(self.tokenizer, self.text_encoder, list(prompts)).to(self.device, self.unet.dtype)
+
+    @torch.no_grad()
+    def embed_metadata(
+        self, metadata: Sequence[Metadata | None], noise_level: torch.Tensor | None = None, drop: bool = False
+    ) -> torch.Tensor:
+        """Metadata list (B,) -> embedding (B, E); drop=True marks every field missing."""
+        values, present = encode_metadata(list(metadata))  # (B, 9), (B, 6)
+        if drop:
+            present = torch.zeros_like(present)
+        emb = self.metadata_embedding(values.to(self.device), present.to(self.device), noise_level)
+        return emb.to(self.unet.dtype)
+
+    def conditioning(
+        self,
+        prompts: Sequence[str],
+        metadata: Sequence[Metadata | None],
+        scales: GuidanceScales,
+        negative_prompts: Sequence[str] | None = None,
+        noise_level: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """Encode prompts and metadata for the branches ``scales`` needs (and no others)."""
+        text = self.encode_text(prompts)
+        neg = None
+        if scales.text != 1:
+            neg = self.encode_text(negative_prompts or [""] * len(prompts))
+        meta = self.embed_metadata(metadata, noise_level)
+        meta_null = self.embed_metadata(metadata, noise_level, drop=True) if scales.meta != 1 else None
+        return Conditioning(text, neg, meta, meta_null, scales)
+
+    # ------------------------------------------------------------------------------------------ the model
+    def guided_output(self, x: torch.Tensor, t: torch.Tensor, step: int, num_steps: int, win: Window,
+                      cond: Conditioning) -> torch.Tensor:
+        """Guided model output for latents x (B, C, h, w) (already scaled by the scheduler) in window ``win``.
+
+        The guidance branches are stacked into one batch (nb * B) for a single UNet (+ ControlNet) call.
+        """
+        branches = cond.scales.branches()
+        nb = len(branches)
+        rows, cols = win.slices()
+        sample = x
+        if cond.low_res is not None:
+            sample = sr_unet_input(x, cond.low_res[:, :, rows, cols])  # (B, C + 3, h, w)
+        sample = torch.cat([sample] * nb)  # (nb * B, C_in, h, w)
+        text = torch.cat([cond.text if br.text else cond.neg_text for br in branches])  # (nb * B, T, D)
+        meta = torch.cat([cond.meta if br.meta else cond.meta_null for br in branches])  # (nb * B, E)
+        nets, images, weights = [], [], []
+        f = self.latent_factor
+        prow, pcol = win.scaled(f).slices()
+        for c in cond.controls:
+            if c.active(step, num_steps):
+                img = c.image[:, :, prow, pcol].to(self.device, self.unet.dtype)  # (1|B, 3, h*f, w*f)
+                img = img.expand(x.shape[0], -1, -1, -1)
+                nets.append(c.controlnet or self.controlnet)
+                images.append(torch.cat([img] * nb))
+                weights.append(c.weight)
+        out = controlled_unet_forward(self.unet, nets, sample, t, text, meta, images, weights)  # (nb * B, C, h, w)
+        return combine_guidance(split_branches(out, branches), cond.scales)  # (B, C, h, w)
+
+    # -------------------------------------------------------------------------------------------- helpers
+    def timesteps(self, scheduler: SchedulerMixin, steps: int, strength: float = 1.0) -> list[torch.Tensor]:
+        """The timesteps to run: all of them, or the last ``strength`` fraction for image-to-image."""
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps={steps!r}: the number of denoising steps must be a positive integer")
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"strength={strength!r} must be in (0, 1] (1 = ignore the input image)")
+        scheduler.set_timesteps(steps, device=self.device)
+        keep = min(max(int(round(steps * strength)), 1), steps)
+        start = (steps - keep) * scheduler.order
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        return list(scheduler.timesteps[start:])
+
+    def _resolve_scheduler(self, scheduler: str | SchedulerMixin | None) -> SchedulerMixin:
+        """A fresh scheduler for one call: a named one on the model's noise schedule, the saved one (None), or
+        the given object."""
+        if scheduler is None:
+            return type(self.scheduler).from_config(self.scheduler.config)
+        if isinstance(scheduler, str):
+            return make_scheduler(scheduler, self.scheduler)
+        return scheduler
+
+    @staticmethod
+    def batch(
+        prompt: str | Sequence[str], metadata: Metadata | None | Sequence[Metadata | None], n: int
+    ) -> tuple[list[str], list[Metadata | None]]:
+        """Expand prompts and metadata to one entry per image: each prompt repeated ``n`` times."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ConfigError("no prompt given (use \"\" for an unconditional image)")
+        if n < 1:
+            raise ConfigError(f"n={n}: the number of images per prompt must be at least 1")
+        metas = list(metadata) if isinstance(metadata, list | tuple) else [metadata] * len(prompts)
+        if len(metas) != len(prompts):
+            raise ConfigError(f"got {len(metas)} metadata entries for {len(prompts)} prompts; give one or one each")
+        return [p for p in prompts for _ in range(n)], [m for m in metas for _ in range(n)]
+
+    # ------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | Sequence[str] = "",
+        metadata: Metadata | None | Sequence[Metadata | None] = None,
+        *,
+        negative_prompt: str | Sequence[str] | None = None,
+        n: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_text: float = 5.0,
+        guidance_meta: float = 1.0,
+        scheduler: str | SchedulerMixin | None = DEFAULT_SCHEDULER,
+        seed: int | Sequence[int] | None = 0,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
+        low_res: torch.Tensor | None = None,
+        noise_level: int | None = None,
+        controls: Sequence[ControlInput] = (),
+        tiling: Tiling | None = None,
+        output_type: str = "np",
+        progress: bool = True,
+    ) -> RSGenOutput:
+        """Generate images.
+
+        prompt / metadata: one each, or lists (one per prompt); each prompt gives ``n`` images. seed: image i
+        uses ``seed + i`` (or a list of seeds), so any image can be regenerated alone. image: (B|1, 3, H, W) in
+        [-1, 1] for image-to-image with ``strength`` (what-if). low_res: (B|1, 3, h, w) in [-1, 1], the input of
+        a super-resolution stage, noise-augmented at ``noise_level``. controls: ControlNet conditions.
+        tiling: windowed (MultiDiffusion) denoising and tiled VAE decoding. output_type: np | pt | pil | latent.
+        """
+        run = self.prepare(
+            prompt, metadata, negative_prompt=negative_prompt, n=n, height=height, width=width,
+            num_inference_steps=num_inference_steps, guidance_text=guidance_text, guidance_meta=guidance_meta,
+            scheduler=scheduler, seed=seed, image=image, strength=strength, low_res=low_res,
+            noise_level=noise_level, controls=controls,
+        )
+        b, (h, w) = len(run.seeds), run.latent_hw
+        noise = per_sample_noise((b, self.latent_channels, h, w), run.generators, self.device, self.unet.dtype)
+        if image is not None:
+            init = encode_image(self.vae, _match_batch(image, b, "image"))  # (B, C, h, w)
+            if tuple(init.shape[-2:]) != (h, w):
+                raise DataError(f"image {tuple(image.shape[-2:])} does not match the output grid {h}x{w} latents")
+            latents = run.scheduler.add_noise(init.to(noise), noise, run.timesteps[0].reshape(1).repeat(b))
+        else:
+            latents = noise * run.scheduler.init_noise_sigma  # (B, C, h, w)
+        tiling = tiling or Tiling()
+        store = TensorStore(latents)
+        self.denoise(run, store, tiling, bands=[Window(0, 0, h, w)], progress=progress)
+        if output_type == "latent":
+            return RSGenOutput(images=store.tensor, seeds=run.seeds)
+        images = decode_tiled(self.vae, store.tensor, tiling.decode_tile, tiling.decode_halo)  # (B, 3, H, W)
+        images = (images / 2 + 0.5).clamp(0, 1)
+        return RSGenOutput(images=to_output_type(images, output_type), seeds=run.seeds)
+
+    def prepare(
+        self,
+        prompt: str | Sequence[str],
+        metadata: Metadata | None | Sequence[Metadata | None],
+        *,
+        negative_prompt: str | Sequence[str] | None = None,
+        n: int = 1,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_text: float = 5.0,
+        guidance_meta: float = 1.0,
+        scheduler: str | SchedulerMixin | None = DEFAULT_SCHEDULER,
+        seed: int | Sequence[int] | None = 0,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
+        low_res: torch.Tensor | None = None,
+        noise_level: int | None = None,
+        controls: Sequence[ControlInput] = (),
+    ) -> SamplingRun:
+        """Validate the arguments and encode every condition: what a denoising run needs besides its latents."""
+        prompts, metas = self.batch(prompt, metadata, n)
+        b = len(prompts)
+        negs = None
+        if negative_prompt is not None:
+            negs = [negative_prompt] * b if isinstance(negative_prompt, str) else \
+                [p for p in negative_prompt for _ in range(n)]
+            if len(negs) != b:
+                raise ConfigError(f"got {len(negs) // n} negative prompts for {b // n} prompts")
+        if image is not None and height is None:
+            height, width = int(image.shape[-2]), int(image.shape[-1])
+        height = height or self.default_size
+        width = width or self.default_size
+        self.check_size(height, width)
+        scales = GuidanceScales(guidance_text, guidance_meta)
+        seeds = sample_seeds(seed, b)
+        generators = make_generators(seeds)
+        sched = self._resolve_scheduler(scheduler)
+        timesteps = self.timesteps(sched, num_inference_steps, strength if image is not None else 1.0)
+        f = self.latent_factor
+        h, w = height // f, width // f
+
+        levels = None
+        if self.is_super_resolution or self.metadata_embedding.config.use_noise_level:
+            levels = torch.full((b,), DEFAULT_SR_NOISE_LEVEL if noise_level is None else int(noise_level))
+        cond = self.conditioning(prompts, metas, scales, negs, levels)
+        if self.is_super_resolution:
+            if low_res is None:
+                raise ConfigError("this is a super-resolution stage: give low_res, the image to upscale")
+            lr = _match_batch(low_res, b, "low_res").to(self.device, torch.float32)
+            assert levels is not None
+            cond.low_res = torch.cat([
+                low_res_condition(lr[i : i + 1], (h, w), levels[i : i + 1], generators[i]) for i in range(b)
+            ]).to(self.unet.dtype)  # (B, 3, h, w)
+        elif low_res is not None:
+            raise ConfigError("low_res was given but this pipeline is not a super-resolution stage")
+        cond.controls = self._check_controls(controls, b, height, width)
+        return SamplingRun(prompts, metas, seeds, generators, sched, timesteps, cond, (h, w))
+
+    def denoise(
+        self, run: SamplingRun, latents: LatentStore, tiling: Tiling, bands: list[Window], progress: bool = True
+    ) -> None:
+        """Denoise a latent store in place over the run's timesteps, by windows (MultiDiffusion) if tiled."""
+        h, w = run.latent_hw
+        windows = tiling.windows(h, w)
+        num = len(run.timesteps)
+        bar = self.progress_bar(total=num * len(windows)) if progress else None
+        try:
+            multidiffusion_denoise(
+                latents,
+                run.timesteps,
+                lambda x, t, i, win: self.guided_output(x, t, i, num, win, run.cond),
+                BandSchedulers(run.scheduler, len(bands)),
+                windows,
+                bands,
+                (h, w),
+                tiling.overlap,
+                run.generators,
+                bar.update if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _check_controls(
+        self, controls: Sequence[ControlInput], b: int, height: int, width: int
+    ) -> list[ControlInput]:
+        out = []
+        for c in controls:
+            if c.controlnet is None and self.controlnet is None:
+                raise ConfigError(f"control {c.kind or '?'}: this model has no ControlNet (give one per control)")
+            img = c.image if c.image.dim() == 4 else c.image[None]
+            if tuple(img.shape[-2:]) != (height, width) or img.shape[1] != 3:
+                raise DataError(
+                    f"control {c.kind or '?'}: image is {tuple(img.shape[1:])}, expected (3, {height}, {width})"
+                )
+            if img.shape[0] not in (1, b):
+                raise DataError(f"control {c.kind or '?'}: {img.shape[0]} images for a batch of {b}")
+            out.append(ControlInput(img, c.weight, c.start, c.end, c.controlnet, c.kind))
+        return out
+
+
+def _match_batch(x: torch.Tensor, b: int, what: str) -> torch.Tensor:
+    """(1 | B, ...) -> (B, ...)."""
+    x = x if x.dim() == 4 else x[None]
+    if x.shape[0] == b:
+        return x
+    if x.shape[0] == 1:
+        return x.expand(b, -1, -1, -1)
+    raise DataError(f"{what}: {x.shape[0]} images for a batch of {b}")
+
+
+def to_output_type(images: torch.Tensor, output_type: str) -> Any:
+    """Images (B, 3, H, W) in [0, 1] as np (B, H, W, 3) float32, pt, or a list of PIL images."""
+    if output_type == "pt":
+        return images
+    arr = images.permute(0, 2, 3, 1).float().cpu().numpy()  # (B, H, W, 3)
+    if output_type == "np":
+        return arr
+    if output_type == "pil":
+        from PIL import Image
+
+        return [Image.fromarray((a * 255 + 0.5).astype(np.uint8)) for a in arr]
+    raise ConfigError(f"output_type {output_type!r}: expected np, pt, pil or latent")
+
+
+def images_to_uint8(images: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) float in [0, 1] -> uint8."""
+    return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+__all__ = ["ControlInput", "Conditioning", "RSGenOutput", "RSGenPipeline", "SamplingRun", "Tiling", "images_to_uint8", "to_output_type"]

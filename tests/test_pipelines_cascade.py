@@ -1,0 +1,72 @@
+"""The resolution cascade (tiny random stages) and what-if sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pipelines_tiny import tiny_pipeline
+
+from rsgen.errors import ConfigError
+from rsgen.metadata import Metadata
+from rsgen.pipelines.cascade import Cascade, CascadeConfig, StageConfig, load_cascade, stage_sizes
+from rsgen.pipelines.whatif import SourceImage, labelled_grid, parse_sweep, run_whatif, variants
+
+
+def _config() -> CascadeConfig:
+    return CascadeConfig([StageConfig("base", "x"), StageConfig("sr2", "y", factor=2, steps=2, guidance_text=1.0)])
+
+
+@pytest.fixture(scope="module")
+def pipes():
+    torch.set_num_threads(1)
+    return {"base": tiny_pipeline(), "sr2": tiny_pipeline(super_resolution=True)}
+
+
+def test_cascade_stage_gsd_and_skip(pipes):
+    cascade = Cascade(_config(), loader=lambda s: pipes[s.name])
+    gsds: list[float] = []
+    orig = pipes["sr2"].embed_metadata
+    pipes["sr2"].embed_metadata = lambda metas, *a, **k: (gsds.append(metas[0].gsd_m), orig(metas, *a, **k))[1]
+    try:
+        meta = Metadata(gsd_m=0.5, lat=10.0, lon=20.0)
+        res = cascade(["a", "b"], meta, size=(64, 64), steps=2, n=1, seed=3, progress=False)
+    finally:
+        pipes["sr2"].embed_metadata = orig
+    assert res.images.shape == (2, 64, 64, 3) and res.seeds == [3, 4]
+    assert [m.gsd_m for m in res.stage_metadata] == [1.0, 0.5]  # each stage gets the GSD of its own output
+    assert gsds and set(gsds) == {0.5}
+    skipped = cascade("a", meta, size=(64, 64), steps=2, skip=["sr2"], progress=False)
+    # The requested size and GSD describe the output: without the SR stage the base stage makes it directly.
+    assert skipped.images.shape == (1, 64, 64, 3) and skipped.stage_metadata[0].gsd_m == 0.5
+    with pytest.raises(ConfigError, match="base stage cannot be skipped"):
+        cascade("a", meta, size=(64, 64), skip=["base"])
+    with pytest.raises(ConfigError, match="not divisible"):
+        stage_sizes(_config().stages, (63, 64))
+
+
+def test_shipped_cascade_configs_load():
+    for name in ("default", "tiny"):
+        cfg = load_cascade(name)
+        assert cfg.stages[0].factor == 1 and all(s.factor >= 2 for s in cfg.stages[1:])
+    with pytest.raises(ConfigError, match="factor"):
+        CascadeConfig([StageConfig("a", "x", factor=2)])
+
+
+def test_whatif_sweep_keeps_seed_and_georef(pipes):
+    field, values = parse_sweep("month=1..12:3")
+    assert field == "month" and values == ["1", "4", "7", "10"]
+    assert parse_sweep("gsd=0.5,1,2")[1] == ["0.5", "1", "2"]
+    with pytest.raises(ConfigError):
+        parse_sweep("colour=red")
+    base = Metadata(gsd_m=1.0, date="2019-07-04")
+    vs = variants(base, "fields", "month", values)
+    assert [v.label for v in vs] == ["Jan", "Apr", "Jul", "Oct"] and vs[1].metadata.date.month == 4
+    src = SourceImage(torch.rand(1, 3, 32, 32) * 2 - 1, None, base, None)
+    res = run_whatif(pipes["base"], src, "fields", "month", values[:2], strength=0.5, steps=2, seed=1,
+                     progress=False)
+    assert len(res.images) == 2 and np.abs(res.images[0] - res.images[1]).max() > 0
+    g = run_whatif(pipes["base"], src, "fields", "gsd", ["2"], strength=0.5, steps=2, progress=False)
+    assert g.images[0].shape == (16, 16, 3) and g.metadata[0].gsd_m == 2.0  # same footprint, coarser grid
+    grid = labelled_grid(res.images, ["Jan", "Apr"], cell=32)
+    assert grid.shape == (50, 64, 3) and grid.dtype == np.uint8
