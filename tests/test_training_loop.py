@@ -15,6 +15,7 @@ from training_fakes import FakeImageCaptionDataset, tiny_config  # noqa: E402
 
 from rsgen.errors import ConfigError  # noqa: E402
 from rsgen.metadata import Metadata  # noqa: E402
+from rsgen.models.super_resolution import low_res_channels  # noqa: E402
 from rsgen.training import train  # noqa: E402
 from rsgen.training.checkpoint import checkpoint_dirs  # noqa: E402
 from rsgen.training.diffusion import diffusion_target, loss_weights, make_noise_scheduler  # noqa: E402
@@ -102,7 +103,7 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
 
     from rsgen.models.metadata_embedding import MetadataEmbedding
 
-    assert UNet2DConditionModel.from_pretrained(sr.model_dir / "unet").config.in_channels == 7
+    assert UNet2DConditionModel.from_pretrained(sr.model_dir / "unet").config.in_channels == 4 + low_res_channels(2, 4)
     assert MetadataEmbedding.from_pretrained(sr.model_dir / "metadata_embedding").config.use_noise_level
     cn = train(tiny_config(tmp_path / "cn", "controlnet", max_steps=2, init_from=str(base.model_dir)), ds,
                progress=False)

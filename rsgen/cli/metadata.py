@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"{path}: {meta.describe()}")
         for name, value in meta.to_dict().items():
+            if name == "extra":  # other keys a sidecar or tag carried (e.g. generation settings)
+                value = ", ".join(sorted(value))
             print(f"  {name:14s} {value!s:28s} {sources.get(name, '')}")
     return 0

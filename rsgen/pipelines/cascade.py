@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,7 +113,11 @@ class Cascade:
 
     def pipeline(self, stage: StageConfig) -> RSGenPipeline:
         if stage.name not in self._pipes:
-            self._pipes[stage.name] = self._loader(stage)
+            pipe = self._loader(stage)
+            if stage.factor > 1 and pipe.sr_factor != stage.factor:
+                raise ConfigError(f"cascade stage {stage.name!r}: its model is a x{pipe.sr_factor} super-resolution "
+                                  f"model, the stage says factor {stage.factor}")
+            self._pipes[stage.name] = pipe
         return self._pipes[stage.name]
 
     def __call__(
@@ -185,7 +190,12 @@ def load_stage(stage: StageConfig) -> RSGenPipeline:
     if stage.random_config is None:
         pipe = load_pipeline(path)
     else:
-        pipe = load_default_pipeline(path, random_config=stage.random_config, super_resolution=stage.factor > 1)
+        random_config: Any = stage.random_config
+        if stage.factor > 1:  # random weights of the config's shapes, for this stage's factor
+            from rsgen.training.config import load_train_config
+
+            random_config = load_train_config(stage.random_config, [f"sr.factor={stage.factor}"])
+        pipe = load_default_pipeline(path, random_config=random_config, super_resolution=stage.factor > 1)
     if (stage.factor > 1) != pipe.is_super_resolution:
         kind = "super-resolution" if stage.factor > 1 else "base"
         raise ConfigError(f"cascade stage {stage.name!r}: model {path} is not a {kind} model")

@@ -28,11 +28,12 @@ def build_random_pipeline(
 ) -> RSGenPipeline:
     """A pipeline of a training config's shapes (``TrainConfig``, or a config name / path) with random weights.
 
-    ``super_resolution``: a SR stage (UNet input + 3 low-res channels, noise-level embedding). ``text``: a
+    ``super_resolution``: a SR stage of the config's ``sr.factor`` (UNet input + the folded low-res image,
+    noise-level embedding, ``_sr_factor`` in the UNet config). ``text``: a
     (tokenizer, model) to use instead of the config's text encoder (tests use a tiny one).
     """
     from rsgen.models import MetadataEmbedding, build_unet, build_vae, load_text_encoder, time_embed_dim
-    from rsgen.models.super_resolution import LOW_RES_CHANNELS
+    from rsgen.models.super_resolution import low_res_channels, mark_super_resolution
     from rsgen.models.text import text_hidden_size
     from rsgen.training.config import TrainConfig, load_train_config
     from rsgen.training.diffusion import make_noise_scheduler
@@ -41,11 +42,16 @@ def build_random_pipeline(
     torch.manual_seed(seed)
     tokenizer, text_model = text if text is not None else load_text_encoder(cfg.text.encoder)
     unet_cfg = cfg.unet
+    vae_factor = 2 ** (len(cfg.vae.block_out_channels) - 1)
     if super_resolution:
         import dataclasses
 
-        unet_cfg = dataclasses.replace(unet_cfg, in_channels=cfg.vae.latent_channels + LOW_RES_CHANNELS)
+        unet_cfg = dataclasses.replace(
+            unet_cfg, in_channels=cfg.vae.latent_channels + low_res_channels(cfg.sr.factor, vae_factor)
+        )
     unet = build_unet(unet_cfg, text_hidden_size(text_model)).eval()
+    if super_resolution:
+        mark_super_resolution(unet, cfg.sr.factor, vae_factor)
     vae = build_vae(cfg.vae).eval()
     embedding = MetadataEmbedding(
         embed_dim=time_embed_dim(unet),

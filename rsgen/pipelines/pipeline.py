@@ -3,7 +3,8 @@ super-resolution stage, with image-to-image (what-if) and window-tiled large out
 
 A diffusers ``DiffusionPipeline`` so ``save_pretrained`` / ``from_pretrained`` round-trip the folder layout
 ``model_index.json, unet/, vae/, metadata_embedding/, text_encoder/, tokenizer/, scheduler/[, controlnet/]``.
-A stage is a super-resolution stage when its UNet takes the latent plus 3 low-res RGB channels.
+A stage is a super-resolution stage when its UNet's config holds ``_sr_factor`` (its upscaling factor); the
+low-res image is then folded onto the latent grid as :mod:`rsgen.models.super_resolution` describes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from rsgen.errors import ConfigError, DataError
 from rsgen.metadata import Metadata, encode_metadata
 from rsgen.models.controlnet import controlled_unet_forward
 from rsgen.models.metadata_embedding import MetadataEmbedding
-from rsgen.models.super_resolution import LOW_RES_CHANNELS, low_res_condition, sr_unet_input
+from rsgen.models.super_resolution import (
+    low_res_channels,
+    low_res_condition,
+    low_res_scale,
+    sr_factor_of,
+    sr_unet_input,
+)
 from rsgen.models.text import encode_prompts
 from rsgen.pipelines.canvas import TensorStore
 from rsgen.pipelines.guidance import GuidanceScales, combine_guidance, split_branches
@@ -80,7 +87,7 @@ class Conditioning:
     meta: torch.Tensor  # (B, E) metadata embedding
     meta_null: torch.Tensor | None  # (B, E) embedding with every field missing (metadata guidance only)
     scales: GuidanceScales
-    low_res: torch.Tensor | None = None  # (B, 3, h, w) noise-augmented low-res image on the latent grid (SR)
+    low_res: torch.Tensor | None = None  # (B, 3 s^2, h, w) noise-augmented low-res image, folded (SR stage)
     controls: list[ControlInput] = field(default_factory=list)
 
 
@@ -144,8 +151,27 @@ class RSGenPipeline(DiffusionPipeline):
         return int(self.vae.config.latent_channels)
 
     @property
+    def sr_factor(self) -> int | None:
+        """The upscaling factor of a super-resolution stage (from its UNet's config); None for a base stage."""
+        return sr_factor_of(self.unet)
+
+    @property
     def is_super_resolution(self) -> bool:
-        return int(self.unet.config.in_channels) == self.latent_channels + LOW_RES_CHANNELS
+        return self.sr_factor is not None
+
+    @property
+    def low_res_scale(self) -> int:
+        """s of the low-res fold (3 s^2 channels); ConfigError when the UNet's input does not match it."""
+        factor = self.sr_factor
+        if factor is None:
+            raise ConfigError("this pipeline is not a super-resolution stage (its UNet config has no _sr_factor)")
+        expected = self.latent_channels + low_res_channels(factor, self.latent_factor)
+        if int(self.unet.config.in_channels) != expected:
+            raise ConfigError(
+                f"super-resolution UNet (x{factor}) takes {self.unet.config.in_channels} input channels; with a "
+                f"VAE of factor {self.latent_factor} it needs {expected} (latent + folded low-res image)"
+            )
+        return low_res_scale(factor, self.latent_factor)
 
     @property
     def size_multiple(self) -> int:
@@ -212,7 +238,7 @@ class RSGenPipeline(DiffusionPipeline):
         rows, cols = win.slices()
         sample = x
         if cond.low_res is not None:
-            sample = sr_unet_input(x, cond.low_res[:, :, rows, cols])  # (B, C + 3, h, w)
+            sample = sr_unet_input(x, cond.low_res[:, :, rows, cols])  # (B, C + 3 s^2, h, w)
         sample = torch.cat([sample] * nb)  # (nb * B, C_in, h, w)
         text = torch.cat([cond.text if br.text else cond.neg_text for br in branches])  # (nb * B, T, D)
         meta = torch.cat([cond.meta if br.meta else cond.meta_null for br in branches])  # (nb * B, E)
@@ -374,10 +400,14 @@ class RSGenPipeline(DiffusionPipeline):
             if low_res is None:
                 raise ConfigError("this is a super-resolution stage: give low_res, the image to upscale")
             lr = _match_batch(low_res, b, "low_res").to(self.device, torch.float32)
+            scale, factor = self.low_res_scale, self.sr_factor
+            if tuple(lr.shape[-2:]) != (height // factor, width // factor):
+                log.warning("low_res is %dx%d; this x%d stage expects %dx%d for a %dx%d output (resized)",
+                            lr.shape[-1], lr.shape[-2], factor, width // factor, height // factor, width, height)
             assert levels is not None
             cond.low_res = torch.cat([
-                low_res_condition(lr[i : i + 1], (h, w), levels[i : i + 1], generators[i]) for i in range(b)
-            ]).to(self.unet.dtype)  # (B, 3, h, w)
+                low_res_condition(lr[i : i + 1], (h, w), levels[i : i + 1], generators[i], scale) for i in range(b)
+            ]).to(self.unet.dtype)  # (B, 3 s^2, h, w)
         elif low_res is not None:
             raise ConfigError("low_res was given but this pipeline is not a super-resolution stage")
         cond.controls = self._check_controls(controls, b, height, width)

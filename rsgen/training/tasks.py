@@ -6,6 +6,7 @@ differ only in small hooks (extra UNet input, ControlNet residuals, noise-level 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from rsgen.errors import ConfigError, DataError
 from rsgen.metadata import encode_metadata
 from rsgen.models.controlnet import controlled_unet_forward, controlnet_from_unet
 from rsgen.models.metadata_embedding import MetadataEmbedding, drop_metadata_fields
-from rsgen.models.super_resolution import LOW_RES_CHANNELS, degrade, low_res_condition, sr_unet_input
+from rsgen.models.super_resolution import (
+    crop_step,
+    degrade,
+    low_res_channels,
+    low_res_condition,
+    low_res_scale,
+    mark_super_resolution,
+    sr_unet_input,
+)
 from rsgen.models.text import PromptEncoder, load_text_encoder
 from rsgen.models.unet import add_lora, load_unet, make_unet, merge_lora, time_embed_dim
 from rsgen.models.vae import build_vae, calibrate_scaling_factor, load_vae, vae_loss, vae_scale_factor
@@ -310,21 +319,88 @@ class DiffusionTask(TrainTask):
 
 
 class SuperResolutionTask(DiffusionTask):
-    """``sr``: a UNet that sees the noisy latent concatenated with the noise-augmented low-res image resized
-    to the latent grid; the augmentation level goes through the metadata embedding."""
+    """``sr``: a UNet that sees the noisy latent concatenated with the noise-augmented low-res image folded
+    onto the latent grid (:func:`~rsgen.models.super_resolution.fold_low_res`, every input pixel kept); the
+    augmentation level goes through the metadata embedding. With ``sr.crop`` it trains on random output crops
+    (cut from the cached full-size latents and low-res input), and samples at any size (the UNet is
+    convolutional)."""
 
     mode = "sr"
 
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        crop = cfg.sr.crop
+        if crop is not None:
+            step = crop_step(cfg.sr.factor, self.vae_factor)
+            multiple = math.lcm(step, self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1))
+            if crop % multiple or crop > cfg.data.image_size:
+                raise ConfigError(
+                    f"sr.crop={crop}: the output crop must be a multiple of {multiple} (VAE factor "
+                    f"{self.vae_factor}, x{cfg.sr.factor}, UNet down-sampling) and at most data.image_size="
+                    f"{cfg.data.image_size}"
+                )
+
+    @property
+    def vae_factor(self) -> int:
+        return vae_scale_factor(self.vae)
+
+    @property
+    def low_res_scale(self) -> int:
+        return low_res_scale(self.cfg.sr.factor, self.vae_factor)
+
     @property
     def unet_in_channels(self) -> int:
-        return int(self.vae.config.latent_channels) + LOW_RES_CHANNELS
+        return int(self.vae.config.latent_channels) + low_res_channels(self.cfg.sr.factor, self.vae_factor)
 
     @property
     def use_noise_level(self) -> bool:
         return True
 
+    def _build_denoiser(self, text_dim: int) -> tuple[nn.Module, MetadataEmbedding]:
+        unet, meta = super()._build_denoiser(text_dim)
+        mark_super_resolution(unet, self.cfg.sr.factor, self.vae_factor)
+        return unet, meta
+
     def cache_extras(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {"low_res": degrade(batch["pixel_values"], self.cfg.sr.factor).half()}
+
+    def crop_batch(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        """The batch cut to random ``sr.crop`` output crops, one per sample, aligned to whole latent cells and
+        whole low-res pixels: ``latent_mean`` / ``latent_std`` (B, C, c/f, c/f), ``low_res`` (B, 3, c/k, c/k)
+        (and ``pixel_values`` (B, 3, c, c) when given). Metadata is unchanged: a crop keeps the GSD."""
+        crop, k, f = int(self.cfg.sr.crop), self.cfg.sr.factor, self.vae_factor
+        if "latent_mean" in batch:
+            mean, std = batch["latent_mean"], batch["latent_std"]  # (B, C, H/f, W/f)
+        else:
+            mean, std = self.encode_for_cache(batch["pixel_values"])
+        low = batch["low_res"] if "low_res" in batch else degrade(batch["pixel_values"], k)  # (B, 3, H/k, W/k)
+        side = mean.shape[-1] * f
+        if tuple(mean.shape[-2:]) != (side // f, side // f) or side < crop:
+            raise DataError(f"sr.crop={crop}: training images must be square and at least the crop, got "
+                            f"{tuple(mean.shape[-2:])} latents (x{f} pixels)")
+        step = crop_step(k, f)
+        positions = (side - crop) // step + 1
+        offsets = (torch.randint(0, positions, (mean.shape[0], 2), generator=generator) * step).tolist()
+        out = {key: v for key, v in batch.items() if key not in ("latent_mean", "latent_std", "low_res",
+                                                                    "pixel_values")}
+        parts: dict[str, list[torch.Tensor]] = {"latent_mean": [], "latent_std": [], "low_res": []}
+        if "pixel_values" in batch:
+            parts["pixel_values"] = []
+        for i, (top, left) in enumerate(offsets):  # output pixels, multiples of lcm(f, k)
+            parts["latent_mean"].append(mean[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f])
+            parts["latent_std"].append(std[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f])
+            parts["low_res"].append(low[i, :, top // k : (top + crop) // k, left // k : (left + crop) // k])
+            if "pixel_values" in parts:
+                parts["pixel_values"].append(batch["pixel_values"][i, :, top : top + crop, left : left + crop])
+        out.update({key: torch.stack(v) for key, v in parts.items()})
+        return out
+
+    def loss(
+        self, batch: dict[str, Any], generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.cfg.sr.crop is not None:
+            batch = self.crop_batch(batch, generator)
+        return super().loss(batch, generator)
 
     def conditioning(
         self, batch: dict[str, Any], latent_hw: tuple[int, int], generator: torch.Generator
@@ -335,7 +411,7 @@ class SuperResolutionTask(DiffusionTask):
             low = degrade(batch["pixel_values"], self.cfg.sr.factor)
         b = low.shape[0]
         level = torch.randint(0, self.cfg.sr.max_noise_level + 1, (b,), generator=generator)
-        cond = low_res_condition(low, latent_hw, level, generator)  # (B, 3, h, w)
+        cond = low_res_condition(low, latent_hw, level, generator, self.low_res_scale)  # (B, 3 s^2, h, w)
         return {"noise_level": level.to(self.device), "low_res": cond.to(self.device)}
 
     def unet_input(self, noisy: torch.Tensor, extra: dict) -> torch.Tensor:
