@@ -68,3 +68,14 @@ def test_format_gsd_and_season():
     assert season_name(7, -35.0) == "winter"
     assert season_name(7, -8.0) is None
     assert season_name(7, None) is None
+
+
+def test_sensor_phrases_take_the_right_article() -> None:
+    from rsgen.data.captions import indefinite_article
+
+    assert [indefinite_article(x) for x in ("aerial image", "NAIP image", "Sentinel-2 image", "Landsat image")] == [
+        "an",
+        "an",
+        "a",
+        "a",
+    ]

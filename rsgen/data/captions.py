@@ -230,7 +230,8 @@ class CaptionWriter:
         views = t.get("false_color_views") if false_color else None
         view = rng.choice(views or t["views"])
         if metadata is not None and metadata.sensor and t.get("sensor") and rng.random() < 0.25:
-            view = f"a {metadata.sensor} image" if not false_color else f"a {metadata.sensor} false-colour image"
+            kind = f"{metadata.sensor} false-colour image" if false_color else f"{metadata.sensor} image"
+            view = f"{indefinite_article(kind)} {kind}"
         r = rng.random()
         if scene.sentences and (r < 0.2 or not scene.singular):
             frame = rng.choice(t.get("whole") or ("{sent}.",))
@@ -284,3 +285,11 @@ class CaptionWriter:
             out.append(rng.choice(t["place"]).format(place=place))
         rng.shuffle(out)
         return out
+
+
+def indefinite_article(phrase: str) -> str:
+    """ "an" before a vowel sound ("an aerial image", "an NAIP image"), else "a"."""
+    word = phrase.split()[0] if phrase.split() else ""
+    if word.isupper() and word[:1] in "AEFHILMNORSX":  # initialisms read letter by letter: an NAIP, an SAR
+        return "an"
+    return "an" if word[:1].lower() in "aeiou" else "a"
