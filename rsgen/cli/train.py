@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rsgen.training.config import MODES
+from rsgen.training.modes import MODES
 
 log = logging.getLogger(__name__)
 

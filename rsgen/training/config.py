@@ -16,9 +16,9 @@ from rsgen.errors import ConfigError
 from rsgen.models.super_resolution import SuperResolutionConfig
 from rsgen.models.unet import UNetConfig
 from rsgen.models.vae import VAEConfig
+from rsgen.training.modes import MODES
 
 Mode = Literal["vae", "base", "controlnet", "sr"]
-MODES: tuple[str, ...] = ("vae", "base", "controlnet", "sr")
 
 
 @dataclass
