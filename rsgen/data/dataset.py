@@ -1,15 +1,18 @@
 """Training-side view of a manifest: a map-style ``torch`` dataset of (image, caption, metadata) samples.
 
 A sample that fails to decode is skipped (the next record is returned instead) and counted in
-``dataset.skipped``, never fatal. Images are centre-cropped to a square and resized to ``image_size``; the
-returned metadata's ``gsd_m`` is the GSD of the returned pixels (the record's GSD times the resize factor),
-so a model never sees a GSD that does not match its input.
+``dataset.skipped``, never fatal. Images are centre-cropped to a square and resized to ``image_size`` (or,
+with size bucketing, to the (height, width) bucket closest to their aspect ratio); the returned metadata's
+``gsd_m`` is the GSD of the returned pixels (the record's GSD times the resize factor), so a model never sees
+a GSD that does not match its input.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +32,32 @@ log = logging.getLogger(__name__)
 def square_resize(array: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     """Centre-crop (H, W, 3) uint8 to a square and resize it to (size, size, 3); returns it and the scale
     (source pixels per output pixel, i.e. the factor the GSD grows by)."""
+    return crop_resize(array, size, size)
+
+
+def crop_resize(array: np.ndarray, height: int, width: int) -> tuple[np.ndarray, float]:
+    """Centre-crop (H, W, 3) uint8 to the aspect ratio of ``height`` x ``width`` (the largest such crop) and
+    resize it to (height, width, 3); returns it and the scale (source pixels per output pixel; when rounding
+    the crop to whole pixels makes the two axes differ slightly, their geometric mean, as the area GSD)."""
     h, w = array.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = array[top : top + side, left : left + side]
-    if side == size:
+    s = min(h / height, w / width)
+    ch, cw = (h, w) if h * width == w * height else (min(h, round(height * s)), min(w, round(width * s)))
+    if height == width:
+        ch = cw = min(h, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = array[top : top + ch, left : left + cw]
+    if (ch, cw) == (height, width):
         return np.ascontiguousarray(crop), 1.0
-    resample = Image.Resampling.LANCZOS if side > size else Image.Resampling.BICUBIC
-    out = np.asarray(Image.fromarray(crop).resize((size, size), resample))
-    return out, side / size
+    resample = Image.Resampling.LANCZOS if ch > height or cw > width else Image.Resampling.BICUBIC
+    out = np.asarray(Image.fromarray(crop).resize((width, height), resample))
+    sy, sx = ch / height, cw / width
+    return out, sy if sy == sx else math.sqrt(sy * sx)
+
+
+def nearest_bucket(width: int, height: int, buckets: Sequence[tuple[int, int]]) -> int:
+    """Index of the (height, width) bucket whose aspect ratio is closest (in log ratio) to width x height."""
+    ratio = math.log(width / height)
+    return min(range(len(buckets)), key=lambda i: abs(math.log(buckets[i][1] / buckets[i][0]) - ratio))
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -54,6 +74,11 @@ class ImageCaptionDataset(Dataset):
     (deterministic in seed, epoch and index; see :meth:`set_epoch`), else always the first.
     ``sources`` keeps only those sources; ``allow_upsampling=False`` drops records smaller than ``image_size``
     (e.g. 32 px GSD copies when training at 64 px, where upsampling would only blur them back to the native GSD).
+
+    ``buckets`` (size bucketing): (height, width) shapes; each record is shown at the bucket closest to its
+    aspect ratio (from the record's ``size``, without decoding; no ``size``: the bucket closest to square),
+    centre-cropped and resized to it, and ``pixel_values`` is (3, height, width); ``allow_upsampling=False``
+    then drops records smaller than their bucket. :attr:`bucket_ids` says which bucket each record is in.
     """
 
     def __init__(
@@ -68,11 +93,15 @@ class ImageCaptionDataset(Dataset):
         sources: Sequence[str] | None = None,
         allow_upsampling: bool = True,
         max_retries: int = 20,
+        buckets: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if split is not None and split not in SPLITS:
             raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)} (or None for all)")
         if image_size < 1:
             raise DataError(f"image_size={image_size}: expected a positive number of pixels")
+        self.buckets = [(int(h), int(w)) for h, w in buckets] if buckets is not None else None
+        if self.buckets is not None and (not self.buckets or min(min(b) for b in self.buckets) < 1):
+            raise DataError(f"buckets={buckets}: expected a non-empty list of positive (height, width) shapes")
         if isinstance(manifest, str | Path):
             self.root = Path(root) if root is not None else Path(manifest).parent
             records = iter_manifest(manifest)
@@ -82,7 +111,7 @@ class ImageCaptionDataset(Dataset):
         self.records = [
             r for r in records
             if (split is None or r["split"] == split) and (sources is None or r.get("source") in sources)
-            and (allow_upsampling or min(r.get("size") or [image_size]) >= image_size)
+            and (allow_upsampling or self._fits(r, image_size))
         ]
         self.split = split
         self.image_size = image_size
@@ -94,6 +123,28 @@ class ImageCaptionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _fits(self, record: dict[str, Any], image_size: int) -> bool:
+        """Whether the record is at least as large as the shape it is shown at (no upsampling)."""
+        if self.buckets is None:
+            return min(record.get("size") or [image_size]) >= image_size
+        if not record.get("size"):
+            return True
+        w, h = record["size"]
+        bh, bw = self.buckets[self.bucket_of(record)]
+        return h >= bh and w >= bw
+
+    def bucket_of(self, record: dict[str, Any]) -> int:
+        """The bucket a record is shown at (0 when bucketing is off)."""
+        if self.buckets is None:
+            return 0
+        w, h = record.get("size") or (1, 1)
+        return nearest_bucket(int(w), int(h), self.buckets)
+
+    @property
+    def bucket_ids(self) -> list[int]:
+        """Per record, the index of its bucket in :attr:`buckets` (all 0 when bucketing is off)."""
+        return [self.bucket_of(r) for r in self.records]
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random caption choice (call once per epoch)."""
@@ -108,7 +159,10 @@ class ImageCaptionDataset(Dataset):
         rec = self.records[index]
         loaded = load_image(resolve_path(rec, self.root), rec.get("window"), rec.get("bands"),
                             float(rec.get("gsd_factor") or 1.0))
-        pixels, scale = square_resize(loaded.array, self.image_size)
+        if self.buckets is None:
+            pixels, scale = square_resize(loaded.array, self.image_size)
+        else:
+            pixels, scale = crop_resize(loaded.array, *self.buckets[self.bucket_of(rec)])
         meta = record_metadata(rec)
         if meta.gsd_m is not None and scale != 1.0:
             meta = meta.replace(gsd_m=meta.gsd_m * scale)
@@ -119,7 +173,7 @@ class ImageCaptionDataset(Dataset):
         else:
             caption = captions[0]
         return {
-            "pixel_values": to_tensor(pixels),  # (3, S, S)
+            "pixel_values": to_tensor(pixels),  # (3, S, S); bucketed: (3, height, width)
             "caption": caption,
             "metadata": meta,
             "index": index,
@@ -127,11 +181,20 @@ class ImageCaptionDataset(Dataset):
             "label": rec.get("label"),
         }
 
+    def _fallbacks(self, index: int) -> Iterator[int]:
+        """``index``, then the records after it (wrapping around) that may stand in for it when it fails to
+        load: with bucketing only those of the same bucket, so that a batch keeps one shape."""
+        n = len(self.records)
+        want = self.bucket_of(self.records[index % n]) if self.buckets is not None else None
+        for k in itertools.count():
+            i = (index + k) % n
+            if want is None or self.bucket_of(self.records[i]) == want:
+                yield i
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.records:
             raise IndexError("empty dataset")
-        for k in range(self.max_retries):
-            i = (index + k) % len(self.records)
+        for i in itertools.islice(self._fallbacks(index), self.max_retries):
             try:
                 return self.load(i)
             except DataError as e:
@@ -142,7 +205,7 @@ class ImageCaptionDataset(Dataset):
 
 
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch items of :class:`ImageCaptionDataset`: ``pixel_values`` (B, 3, S, S), ``captions`` list[str],
+    """Batch items of :class:`ImageCaptionDataset` (of one shape): ``pixel_values`` (B, 3, S, S), ``captions`` list[str],
     ``metadata`` list[Metadata], ``index`` LongTensor (B,), ``labels`` list."""
     return {
         "pixel_values": torch.stack([s["pixel_values"] for s in samples]),  # (B, 3, S, S)

@@ -39,6 +39,13 @@ class DataConfig:
     cache_latents: bool = True
     cache_dir: str | None = None
     limit: int | None = None  # use only the first N samples (smoke tests)
+    # Size bucketing (rsgen.training.bucketing): each image is shown at the (height, width) bucket closest to
+    # its aspect ratio and every batch holds one bucket. buckets: explicit [height, width] shapes (multiples of
+    # the VAE factor); null = automatic ones of about image_size**2 pixels, 1:2 .. 2:1, sides multiples of
+    # bucket_step px (null = VAE factor x 8).
+    bucketing: bool = False
+    buckets: list[list[int]] | None = None
+    bucket_step: int | None = None
 
 
 @dataclass

@@ -1,7 +1,11 @@
 """Latent caching: encode every training image once with the frozen VAE and keep the posterior (mean, std)
 on disk in safetensors shards, with each sample's captions, metadata and any mode-specific extras (the
 low-res input of a super-resolution stage, a ControlNet's condition image). Training then samples latents
-from the cached posterior and never decodes an image again."""
+from the cached posterior and never decodes an image again.
+
+With size bucketing (a dataset with ``buckets``) samples of different shapes are encoded bucket by bucket;
+a shard then holds one tensor per bucket and name, keyed ``"<name>@<H>x<W>"`` (pixel shape), and each row
+of its JSONL records its ``shape`` [H, W]; rows of one shape follow the order of that shape's tensors."""
 
 from __future__ import annotations
 
@@ -47,7 +51,8 @@ def build_latent_cache(
 ) -> Path:
     """Encode ``dataset`` into ``cache_dir`` (resumable shard by shard; reused when the fingerprint matches).
 
-    ``encode(pixels (B, 3, S, S)) -> (mean, std)``, each (B, C, h, w). Returns the cache folder.
+    ``encode(pixels (B, 3, S, S)) -> (mean, std)``, each (B, C, h, w). Returns the cache folder. A dataset
+    with ``buckets`` (and ``bucket_ids``) is encoded one bucket at a time (batches of one shape).
     """
     cache_dir = Path(cache_dir)
     info_path = cache_dir / "cache.json"
@@ -62,6 +67,7 @@ def build_latent_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(info_path, {"fingerprint": fingerprint, "num_samples": n, "complete": False})
     records = getattr(dataset, "records", None)
+    bucket_ids = dataset.bucket_ids if getattr(dataset, "buckets", None) is not None else None
     shards = range(0, n, SHARD_SIZE)
     for shard_no, start in enumerate(tqdm(shards, desc="caching latents", unit="shard")):
         tensors_path = cache_dir / f"shard-{shard_no:05d}.safetensors"
@@ -69,34 +75,40 @@ def build_latent_cache(
         if tensors_path.is_file() and rows_path.is_file():
             continue
         indices = list(range(start, min(start + SHARD_SIZE, n)))
-        loader = DataLoader(
-            torch.utils.data.Subset(dataset, indices),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=collate,
-        )
-        parts: dict[str, list[torch.Tensor]] = {"mean": [], "std": []}
+        if bucket_ids is None:
+            groups = [indices]
+        else:
+            groups = [[i for i in indices if bucket_ids[i] == b] for b in sorted({bucket_ids[i] for i in indices})]
+        parts: dict[str, list[torch.Tensor]] = {}
         rows: list[str] = []
-        for batch in loader:
-            mean, std = encode(batch["pixel_values"])
-            parts["mean"].append(mean.half().cpu())
-            parts["std"].append(std.half().cpu())
-            for name, value in (extras(batch) if extras else {}).items():
-                parts.setdefault(name, []).append(value.cpu())
-            for j, idx in enumerate(batch["index"].tolist()):
-                rec = records[idx] if records is not None else None
-                captions = list(rec.get("captions") or [""]) if rec is not None else [batch["captions"][j]]
-                meta = batch["metadata"][j]
-                rows.append(
-                    json.dumps(
-                        {
-                            "index": idx,
-                            "captions": captions,
-                            "metadata": meta.to_dict(),
-                            "label": batch["labels"][j],
-                        }
-                    )
-                )
+        for group in groups:
+            loader = DataLoader(
+                torch.utils.data.Subset(dataset, group),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                collate_fn=collate,
+            )
+            for batch in loader:
+                h, w = batch["pixel_values"].shape[-2:]  # (B, 3, H, W): one shape per batch
+                suffix = "" if bucket_ids is None else f"@{h}x{w}"
+                mean, std = encode(batch["pixel_values"])
+                parts.setdefault("mean" + suffix, []).append(mean.half().cpu())
+                parts.setdefault("std" + suffix, []).append(std.half().cpu())
+                for name, value in (extras(batch) if extras else {}).items():
+                    parts.setdefault(name + suffix, []).append(value.cpu())
+                for j, idx in enumerate(batch["index"].tolist()):
+                    rec = records[idx] if records is not None else None
+                    captions = list(rec.get("captions") or [""]) if rec is not None else [batch["captions"][j]]
+                    meta = batch["metadata"][j]
+                    row = {
+                        "index": idx,
+                        "captions": captions,
+                        "metadata": meta.to_dict(),
+                        "label": batch["labels"][j],
+                    }
+                    if bucket_ids is not None:
+                        row["shape"] = [int(h), int(w)]
+                    rows.append(json.dumps(row))
         with atomic_path(tensors_path) as tmp:
             save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, str(tmp))
         with atomic_path(rows_path) as tmp:
@@ -108,19 +120,31 @@ def build_latent_cache(
 class CachedLatentDataset(Dataset):
     """Items of a latent cache: ``latent_mean``/``latent_std`` (C, h, w) float32, ``caption`` (one of the
     record's captions, chosen per epoch like :class:`rsgen.data.dataset.ImageCaptionDataset` does),
-    ``metadata``, ``index``, ``label`` and the cached extras."""
+    ``metadata``, ``index``, ``label`` and the cached extras. A bucketed cache has items of several shapes:
+    ``buckets`` lists the pixel shapes (H, W) and ``bucket_ids`` each item's (None / all 0 when unbucketed)."""
 
     def __init__(self, cache_dir: str | Path, random_caption: bool = True, seed: int = 0) -> None:
         cache_dir = Path(cache_dir)
-        tensors: dict[str, list[torch.Tensor]] = {}
+        tensors: dict[str, dict[str, list[torch.Tensor]]] = {}  # shape key ("" unbucketed) -> name -> parts
+        counts: dict[str, int] = {}
         self.rows: list[dict[str, Any]] = []
+        self.locate: list[tuple[str, int]] = []  # item -> (shape key, row in that shape's tensors)
         for path in sorted(cache_dir.glob("shard-*.safetensors")):
             for k, v in load_file(str(path)).items():
-                tensors.setdefault(k, []).append(v)
-            self.rows += [
-                json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines() if line
-            ]
-        self.tensors = {k: torch.cat(v) for k, v in tensors.items()}
+                name, _, key = k.partition("@")
+                tensors.setdefault(key, {}).setdefault(name, []).append(v)
+            for line in path.with_suffix(".jsonl").read_text().splitlines():
+                if not line:
+                    continue
+                row = json.loads(line)
+                key = "x".join(str(d) for d in row["shape"]) if "shape" in row else ""
+                self.locate.append((key, counts.get(key, 0)))
+                counts[key] = counts.get(key, 0) + 1
+                self.rows.append(row)
+        self.tensors = {key: {k: torch.cat(v) for k, v in named.items()} for key, named in tensors.items()}
+        keys = sorted(counts, key=lambda s: tuple(int(d) for d in s.split("x")) if s else ())
+        self.buckets = [tuple(int(d) for d in k.split("x")) for k in keys] if keys and keys != [""] else None
+        self.bucket_ids = [keys.index(key) for key, _ in self.locate] if self.buckets else [0] * len(self.rows)
         self.metadata = [Metadata.from_dict(r["metadata"]) for r in self.rows]
         self.random_caption, self.seed, self.epoch = random_caption, seed, 0
 
@@ -138,7 +162,8 @@ class CachedLatentDataset(Dataset):
             caption = captions[int(rng.integers(len(captions)))]
         else:
             caption = captions[0]
-        item = {k: v[i] for k, v in self.tensors.items()}
+        key, pos = self.locate[i]
+        item = {k: v[pos] for k, v in self.tensors[key].items()}
         item["latent_mean"] = item.pop("mean").float()
         item["latent_std"] = item.pop("std").float()
         item.update(caption=caption, metadata=self.metadata[i], index=row["index"], label=row["label"])

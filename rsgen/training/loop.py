@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 
 from rsgen.config import save_config, to_dict
 from rsgen.errors import ConfigError
+from rsgen.models.vae import vae_scale_factor
+from rsgen.training.bucketing import BucketedBatchSampler, check_buckets, training_buckets
 from rsgen.training.checkpoint import (
     TrainState,
     checkpoint_dirs,
@@ -72,6 +74,7 @@ def build_dataset(cfg: TrainConfig) -> Dataset:
         seed=cfg.seed,
         sources=cfg.data.sources,
         allow_upsampling=cfg.data.allow_upsampling,
+        buckets=training_buckets(cfg),
     )
     if cfg.data.limit:
         ds.records = ds.records[: cfg.data.limit]
@@ -106,6 +109,7 @@ def _training_data(
             "mode": cfg.mode,
             "sr_factor": cfg.sr.factor,
             "condition": cfg.controlnet.condition,
+            **({"buckets": getattr(raw, "buckets", None)} if cfg.data.bucketing else {}),
         }
     )
     with accelerator.main_process_first():
@@ -121,6 +125,20 @@ def _training_data(
                 cfg.data.num_workers,
             )
     return CachedLatentDataset(cache_dir, cfg.data.random_caption, cfg.seed), collate_cached
+
+
+def _sampler(cfg: TrainConfig, data: Dataset, accelerator: Accelerator) -> ResumableSampler:
+    """This process's share of each epoch: sample indices, or with ``data.bucketing`` whole batches of one
+    bucket (from the dataset's ``bucket_ids``: the image dataset's or the bucketed latent cache's)."""
+    rank, world, bs = accelerator.process_index, accelerator.num_processes, cfg.optim.batch_size
+    if not cfg.data.bucketing:
+        return ResumableSampler(len(data), bs, cfg.seed, rank, world)  # type: ignore[arg-type]
+    if getattr(data, "buckets", None) is None:
+        raise ConfigError(
+            f"data.bucketing is on but the training dataset ({type(data).__name__}) has no size buckets: "
+            "use a manifest (data.manifest) or a dataset with `buckets` and `bucket_ids`"
+        )
+    return BucketedBatchSampler(data.bucket_ids, bs, cfg.seed, rank, world)  # type: ignore[attr-defined]
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator: Accelerator) -> None:
@@ -154,10 +172,12 @@ def train(
     raw = dataset if dataset is not None else build_dataset(cfg)
     torch.manual_seed(cfg.seed)  # model initialisation
     task = make_task(cfg, device)
+    if cfg.data.bucketing and getattr(raw, "buckets", None) and hasattr(task, "vae"):
+        check_buckets(raw.buckets, vae_scale_factor(task.vae))  # type: ignore[attr-defined]
     task.attach_dataset(raw)
     data, collate = _training_data(cfg, task, raw, accelerator)
     bs = cfg.optim.batch_size
-    sampler = ResumableSampler(len(data), bs, cfg.seed, accelerator.process_index, accelerator.num_processes)
+    sampler = _sampler(cfg, data, accelerator)
 
     named = named_trainable_params(task.trainable)
     params = list(named.values())
@@ -217,14 +237,12 @@ def train(
         for d in (data, raw):
             if hasattr(d, "set_epoch"):
                 d.set_epoch(state.epoch)
-        loader = DataLoader(
-            data,
-            batch_size=bs,
-            sampler=sampler,
-            collate_fn=collate,
-            num_workers=cfg.data.num_workers,
-            drop_last=True,
+        batching: dict[str, Any] = (
+            {"batch_sampler": sampler}
+            if isinstance(sampler, BucketedBatchSampler)
+            else {"batch_size": bs, "sampler": sampler, "drop_last": True}
         )
+        loader = DataLoader(data, collate_fn=collate, num_workers=cfg.data.num_workers, **batching)
         for batch in loader:
             with accelerator.accumulate():
                 with accelerator.autocast():

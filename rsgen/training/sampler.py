@@ -1,5 +1,8 @@
 """A resumable, shardable sampler: a fresh seeded permutation per epoch, split across processes, that can
-start in the middle of an epoch, so that a resumed run sees exactly the batches the interrupted one would."""
+start in the middle of an epoch, so that a resumed run sees exactly the batches the interrupted one would.
+Subclasses change only how an epoch is cut into batches (:meth:`ResumableSampler.epoch_batches`; e.g. one
+shape per batch, :class:`rsgen.training.bucketing.BucketedBatchSampler`): the split across processes and the
+skipping on resume are shared."""
 
 from __future__ import annotations
 
@@ -31,18 +34,32 @@ class ResumableSampler(Sampler[int]):
 
     @property
     def batches_per_epoch(self) -> int:
+        """Batches each process gets per epoch."""
         return self.num_samples // (self.batch_size * self.world_size)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip_batches = epoch, skip_batches
 
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=g)
-        per_step = self.batch_size * self.world_size
+    def generator(self) -> torch.Generator:
+        """The epoch's random stream (the same on every process)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """All processes' batches of the epoch in order (at least ``batches_per_epoch * world_size``), each a
+        (batch_size,) index tensor; batch ``b * world_size + rank`` is this process's ``b``-th."""
+        order = torch.randperm(self.num_samples, generator=self.generator())  # (num_samples,)
+        n = self.batches_per_epoch * self.world_size
+        return list(order[: n * self.batch_size].split(self.batch_size))
+
+    def rank_batches(self) -> Iterator[list[int]]:
+        """This process's batches of the epoch from ``skip_batches`` on."""
+        batches = self.epoch_batches()
         for b in range(self.skip_batches, self.batches_per_epoch):
-            start = b * per_step + self.rank * self.batch_size
-            yield from order[start : start + self.batch_size].tolist()
+            yield batches[b * self.world_size + self.rank].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.rank_batches():
+            yield from batch
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.skip_batches) * self.batch_size
