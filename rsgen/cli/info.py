@@ -7,6 +7,7 @@ import importlib.metadata
 import platform
 
 from rsgen import __version__
+from rsgen.errors import RsgenError
 from rsgen.paths import ASSETS_DIR, DEFAULT_MODEL_DIR, datasets_dir
 
 PACKAGES = (
@@ -53,6 +54,13 @@ def collect_info() -> dict[str, str]:
     info["default model"] = (
         str(DEFAULT_MODEL_DIR) if default.is_file() else "not trained yet (tiny random weights)"
     )
+    if default.is_file():
+        from rsgen.pipelines.ship import model_card_headline
+
+        try:
+            info["model card"] = model_card_headline(DEFAULT_MODEL_DIR) or "none (no model_card.json)"
+        except RsgenError as e:
+            info["model card"] = f"unreadable ({e})"
     evals = (
         sorted(p.name for p in (ASSETS_DIR / "eval").glob("*") if p.is_dir())
         if (ASSETS_DIR / "eval").is_dir()

