@@ -1,0 +1,176 @@
+"""A folder of generated images with their prompts and metadata, as the evaluation reads it.
+
+Accepted layouts (checked in this order for each image):
+
+1. a JSONL index in the folder (``generated.jsonl``, ``samples.jsonl``, ``prompts.jsonl`` or ``manifest.jsonl``),
+   one record per image: ``{"path": "img_0001.png", "prompt": "...", "metadata": {...}, "label": "Forest",
+   "seed": 3, "guidance_scale": 5.0, "steps": 30}`` (``file``/``image`` accepted for ``path``, ``caption`` for
+   ``prompt``); paths relative to the folder;
+2. a JSON sidecar beside each image (``img.png.json`` or ``img.json``) with the same keys;
+3. the tags rsgen writes into its GeoTIFFs (``RSGEN_PROMPT``, ``RSGEN_METADATA``, ``RSGEN_SEED``, ...).
+
+Images that cannot be decoded, or records whose image is missing, are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsgen.errors import DataError, MetadataError
+from rsgen.eval.reference_data import IMAGE_SUFFIXES, load_image_rgb, resize_rgb
+from rsgen.metadata import Metadata
+
+log = logging.getLogger(__name__)
+
+INDEX_NAMES = ("generated.jsonl", "samples.jsonl", "prompts.jsonl", "manifest.jsonl")
+
+
+@dataclass
+class GeneratedSample:
+    """What one generated image was asked to show."""
+
+    path: Path
+    prompt: str | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+    label: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # seed, guidance_scale, steps, ...
+    native_size: tuple[int, int] | None = None  # (H, W) of the file, before resizing for evaluation
+
+    def effective_gsd(self, size: int) -> float | None:
+        """The requested GSD after the image is resized to ``size`` px wide (what a predictor sees)."""
+        if self.metadata.gsd_m is None:
+            return None
+        width = self.native_size[1] if self.native_size else size
+        return self.metadata.gsd_m * width / size
+
+
+@dataclass
+class GeneratedSet:
+    """Images ``(N, H, W, 3)`` uint8 and the matching :class:`GeneratedSample` records."""
+
+    images: np.ndarray
+    samples: list[GeneratedSample]
+    root: Path
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, index: np.ndarray | list[int]) -> GeneratedSet:
+        index = np.asarray(index, dtype=np.int64)
+        return GeneratedSet(self.images[index], [self.samples[i] for i in index], self.root)
+
+    def group_by(self, key: str) -> dict[Any, list[int]]:
+        """Indexes of samples sharing ``extra[key]`` (e.g. ``guidance_scale``, ``steps``); None when absent."""
+        groups: dict[Any, list[int]] = {}
+        for i, s in enumerate(self.samples):
+            groups.setdefault(s.extra.get(key), []).append(i)
+        return groups
+
+
+def _record_to_sample(record: dict[str, Any], root: Path, where: str) -> GeneratedSample:
+    rel = record.get("path") or record.get("file") or record.get("image")
+    if not rel:
+        raise DataError(f"{where}: record has no 'path'")
+    path = Path(rel) if Path(rel).is_absolute() else root / rel
+    meta_raw = record.get("metadata") or {}
+    if isinstance(meta_raw, str):
+        meta_raw = json.loads(meta_raw)
+    try:
+        metadata = Metadata.from_dict(meta_raw)
+    except MetadataError as e:
+        raise DataError(f"{where}: {e}") from None
+    prompt = record.get("prompt", record.get("caption"))
+    known = {"path", "file", "image", "metadata", "prompt", "caption", "label"}
+    extra = {k: v for k, v in record.items() if k not in known}
+    label = record.get("label")
+    return GeneratedSample(path, prompt, metadata, str(label) if label is not None else None, extra)
+
+
+def _sample_from_sidecar_or_tags(path: Path) -> GeneratedSample:
+    for sidecar in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if sidecar.is_file():
+            record = json.loads(sidecar.read_text())
+            record.setdefault("path", str(path))
+            return _record_to_sample(record, path.parent, str(sidecar))
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from rsgen.io import read_geotiff
+
+        raster = read_geotiff(path)
+        tags = raster.tags
+        extra: dict[str, Any] = {}
+        for key in ("SEED", "GUIDANCE_SCALE", "STEPS", "LABEL"):
+            if f"RSGEN_{key}" in tags:
+                try:
+                    extra[key.lower()] = json.loads(tags[f"RSGEN_{key}"])
+                except json.JSONDecodeError:
+                    extra[key.lower()] = tags[f"RSGEN_{key}"]
+        label = extra.pop("label", None)
+        meta = Metadata.from_json(tags["RSGEN_METADATA"]) if "RSGEN_METADATA" in tags else raster.metadata
+        return GeneratedSample(path, tags.get("RSGEN_PROMPT"), meta, label, extra)
+    return GeneratedSample(path)
+
+
+def load_generated_set(folder: str | Path, size: int = 64, max_images: int | None = None) -> GeneratedSet:
+    """Read a folder of generated images with prompts/metadata (see module doc); images resized to ``size``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"generated-image folder not found: {root}")
+    index = next((root / n for n in INDEX_NAMES if (root / n).is_file()), None)
+    samples: list[GeneratedSample] = []
+    skipped = 0
+    if index is not None:
+        for lineno, line in enumerate(index.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                samples.append(_record_to_sample(json.loads(line), root, f"{index}:{lineno}"))
+            except (json.JSONDecodeError, DataError) as e:
+                log.warning("skipping %s:%d: %s", index, lineno, e)
+                skipped += 1
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for p in files:
+            try:
+                samples.append(_sample_from_sidecar_or_tags(p))
+            except (json.JSONDecodeError, DataError, MetadataError) as e:
+                log.warning("skipping %s: %s", p, e)
+                skipped += 1
+    if max_images is not None:
+        samples = samples[:max_images]
+    images, kept = [], []
+    for s in samples:
+        try:
+            rgb = load_image_rgb(s.path)
+            s.native_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            images.append(resize_rgb(rgb, size))
+            kept.append(s)
+        except Exception as e:  # unreadable image: counted, not fatal
+            log.warning("skipping %s: %s", s.path, e)
+            skipped += 1
+    if not kept:
+        raise DataError(f"{root}: no readable generated images (skipped {skipped})")
+    if skipped:
+        log.warning("%s: skipped %d unreadable samples", root, skipped)
+    return GeneratedSet(np.stack(images), kept, root, skipped)
+
+
+def write_generated_set(folder: str | Path, images: np.ndarray, samples: list[dict[str, Any]]) -> Path:
+    """Write ``(N, H, W, 3)`` uint8 images as PNGs plus ``generated.jsonl`` (records as in the module doc)."""
+    from rsgen.io import atomic_write_text, write_png
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (image, record) in enumerate(zip(images, samples, strict=True)):
+        name = record.get("path") or f"img_{i:05d}.png"
+        write_png(root / name, image)
+        lines.append(json.dumps({**record, "path": name}, default=str))
+    atomic_write_text(root / "generated.jsonl", "\n".join(lines) + "\n")
+    return root

@@ -1,0 +1,117 @@
+"""Text faithfulness: does an image generated from a class prompt show that class?
+
+The RS feature network (a EuroSAT classifier) classifies every generated image whose class is known (from the
+sample's ``label``, or a class named in its prompt); the score is its accuracy, overall and per class, next to
+the same classifier's accuracy on real EuroSAT val (the best achievable) and chance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rsgen.eval.reference_data import EUROSAT_CLASSES
+
+# Words that name a EuroSAT class in a prompt; the first matching class wins (more specific ones first).
+PROMPT_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("PermanentCrop", ("permanent crop", "orchard", "vineyard", "olive grove", "plantation")),
+    ("AnnualCrop", ("annual crop", "farmland", "cropland", "crop field", "arable", "cultivated field", "farming")),
+    ("HerbaceousVegetation", ("herbaceous", "meadow", "grassland", "scrub", "shrub", "natural vegetation")),
+    ("Pasture", ("pasture", "grazing", "paddock")),
+    ("Highway", ("highway", "motorway", "freeway", "interchange", "road")),
+    ("Industrial", ("industrial", "factory", "factories", "warehouse", "industry")),
+    ("Residential", ("residential", "houses", "housing", "neighbourhood", "neighborhood", "suburb")),
+    ("River", ("river", "stream", "canal")),
+    ("SeaLake", ("sea", "lake", "ocean", "coast", "open water", "reservoir")),
+    ("Forest", ("forest", "woodland", "trees", "wood")),
+)
+
+
+def normalise_label(label: str | None, class_names: tuple[str, ...] = EUROSAT_CLASSES) -> str | None:
+    """A class name for a label given in any spelling (``sea_lake``, ``Sea Lake``, aliases of the caption
+    vocabulary); None when it is not one of ``class_names``."""
+    if not label:
+        return None
+    key = re.sub(r"[\s_\-]", "", label).lower()
+    for name in class_names:
+        if name.lower() == key:
+            return name
+    try:
+        from rsgen.data.captions import default_vocabulary
+
+        name = default_vocabulary().aliases.get(key)
+    except Exception:  # the caption vocabulary is optional here
+        name = None
+    return name if name in class_names else None
+
+
+def class_from_prompt(prompt: str | None, class_names: tuple[str, ...] = EUROSAT_CLASSES) -> str | None:
+    """The class a prompt names, by keyword (None when no keyword or only unknown classes match)."""
+    if not prompt:
+        return None
+    text = " " + re.sub(r"[^a-z]+", " ", prompt.lower()) + " "
+    for name, words in PROMPT_KEYWORDS:
+        if name in class_names and any(f" {w} " in text or f" {w}s " in text for w in words):
+            return name
+    return None
+
+
+@dataclass
+class TextFaithfulness:
+    """Classifier accuracy on generated images, overall and per class, with the confusion matrix."""
+
+    accuracy: float
+    per_class: dict[str, float]
+    count_per_class: dict[str, int]
+    confusion: list[list[int]]  # [true class][predicted class]
+    class_names: tuple[str, ...]
+    num_scored: int
+    num_unlabelled: int
+    real_accuracy: float | None
+    chance: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def text_faithfulness(
+    predicted: np.ndarray,
+    requested: list[str | None],
+    class_names: tuple[str, ...] = EUROSAT_CLASSES,
+    real_accuracy: float | None = None,
+) -> TextFaithfulness:
+    """Score predicted class indexes ``(N,)`` against the requested class names (None = unknown, not scored)."""
+    k = len(class_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    unlabelled = 0
+    for pred, name in zip(predicted, requested, strict=True):
+        if name is None or name not in class_names:
+            unlabelled += 1
+            continue
+        confusion[class_names.index(name), int(pred)] += 1
+    counts = confusion.sum(1)
+    per_class = {n: float(confusion[i, i] / counts[i]) for i, n in enumerate(class_names) if counts[i]}
+    total = int(counts.sum())
+    acc = float(np.trace(confusion) / total) if total else float("nan")
+    return TextFaithfulness(
+        accuracy=acc,
+        per_class=per_class,
+        count_per_class={n: int(counts[i]) for i, n in enumerate(class_names) if counts[i]},
+        confusion=confusion.tolist(),
+        class_names=tuple(class_names),
+        num_scored=total,
+        num_unlabelled=unlabelled,
+        real_accuracy=real_accuracy,
+        chance=1.0 / k,
+    )
+
+
+def requested_classes(samples: list, class_names: tuple[str, ...] = EUROSAT_CLASSES) -> list[str | None]:
+    """The class each generated sample was asked for: its ``label``, else a class named in its prompt."""
+    out = []
+    for s in samples:
+        name = normalise_label(s.label, class_names) if s.label else None
+        out.append(name or class_from_prompt(s.prompt, class_names))
+    return out

@@ -1,0 +1,68 @@
+"""GSD predictor: resampling, the faithfulness score, and (shipped model) blur reads as a coarser GSD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from eval_fakes import one_thread  # noqa: F401
+
+from rsgen.errors import DataError, WeightsNotFoundError
+from rsgen.eval.gsd_predictor import (
+    DEFAULT_GSD_PREDICTOR_DIR,
+    GeoScene,
+    degrade,
+    gsd_faithfulness,
+    load_gsd_predictor,
+    log2_errors,
+    predict_gsd,
+    resample_window,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_resample_window_and_degrade_shapes() -> None:
+    scene = GeoScene("fake", torch.rand(3, 300, 200), gsd_m=1.0)
+    win = resample_window(scene, target_gsd=2.5, size=64, rng=np.random.default_rng(0))
+    assert win.shape == (3, 64, 64)
+    x = torch.rand(2, 3, 64, 64)
+    blurred = degrade(x, 4.0)
+    assert blurred.shape == x.shape
+    # coarsening removes high frequencies: neighbouring pixels become more alike
+    assert (blurred.diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()).item()
+
+
+def test_faithfulness_score_orders_perfect_shuffled() -> None:
+    requested = np.array([0.5, 1, 2, 5, 10, 20, 40] * 5, dtype=float)
+    perfect = gsd_faithfulness(requested.copy(), requested, real_error=0.3)
+    assert perfect.generated == 0.0 and perfect.shuffled > 1.0 and perfect.real == 0.3
+    off_by_two = gsd_faithfulness(requested * 2, requested)
+    assert off_by_two.generated == pytest.approx(1.0)
+    constant = gsd_faithfulness(np.full_like(requested, 5.0), requested)  # ignores metadata entirely
+    assert constant.generated == pytest.approx(constant.shuffled)
+    assert log2_errors(np.array([8.0]), np.array([2.0]))[0] == pytest.approx(2.0)
+    with pytest.raises(DataError):
+        gsd_faithfulness(np.array([]), np.array([]))
+
+
+def test_missing_predictor_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="train_gsd_predictor"):
+        load_gsd_predictor(tmp_path)
+
+
+@pytest.mark.realdata
+def test_shipped_predictor_reads_blur_and_downsampling_as_coarser(datasets) -> None:
+    if not (DEFAULT_GSD_PREDICTOR_DIR / "config.json").is_file():
+        pytest.skip("GSD predictor not trained yet (eval/train_gsd_predictor.py)")
+    from rsgen.eval.feature_net import to_nchw
+    from rsgen.eval.reference_data import load_eurosat
+
+    model = load_gsd_predictor()
+    val = load_eurosat("val")
+    x = to_nchw(val.images[np.random.default_rng(0).choice(len(val), 200, replace=False)])
+    native = predict_gsd(model, x)
+    coarse = predict_gsd(model, (degrade(x.float() / 255, 4.0) * 255).round().to(torch.uint8))
+    assert np.median(native) == pytest.approx(10.0, rel=0.6)  # EuroSAT is 10 m
+    assert np.median(coarse) > 1.8 * np.median(native)
+    assert (coarse > native).mean() > 0.8
