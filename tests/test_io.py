@@ -167,3 +167,19 @@ def test_real_elevation_keeps_nodata(datasets, tmp_path) -> None:  # type: ignor
     assert back.nodata == -9999
     np.testing.assert_array_equal(back.array, raster.array)
     assert back.metadata.gsd_m == pytest.approx(2.0)
+
+
+def test_atomic_outputs_have_ordinary_permissions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "w").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

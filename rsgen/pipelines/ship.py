@@ -87,8 +87,6 @@ def ship_model(
         }
         atomic_write_json(tmp / MODEL_CARD_FILE, shipped)
         atomic_write_text(tmp / "README.md", render_model_card(shipped))
-        for f in (tmp, *tmp.rglob("*")):  # temporary files are private (0600); shipped assets are for everyone
-            f.chmod(0o755 if f.is_dir() else 0o644)
     log.info("shipped %s -> %s (%.1f MB, %s)", model_dir, out_dir, folder_size(out_dir) / 1e6, dtype)
     return out_dir
 
