@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipelines_tiny import tiny_pipeline  # noqa: E402
-from training_fakes import FakeImageCaptionDataset, tiny_config  # noqa: E402
+from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # noqa: E402, F401
 
 from rsgen.data.dataset import ImageCaptionDataset, collate_samples  # noqa: E402
 from rsgen.errors import ConfigError  # noqa: E402
@@ -33,14 +33,6 @@ from rsgen.pipelines.cascade import Cascade, CascadeConfig, StageConfig, load_st
 from rsgen.training.tasks import SuperResolutionTask  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_low_res_channels_for_factors_and_vae_factors():

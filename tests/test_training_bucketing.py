@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_fakes import FakeImageCaptionDataset, tiny_config  # noqa: E402
+from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # noqa: E402, F401
 
 from rsgen.data.dataset import ImageCaptionDataset, collate_samples, crop_resize, square_resize  # noqa: E402
 from rsgen.errors import ConfigError  # noqa: E402
@@ -32,14 +32,6 @@ BUCKETS_64 = [(64, 32), (64, 64), (32, 64)]  # (height, width): automatic bucket
 # (width, height) of the fake images: four landscape (-> 32x64), four square-ish, four portrait (-> 64x32).
 SIZES = [(96, 48), (100, 40), (128, 64), (91, 50), (64, 64), (80, 72), (70, 70), (90, 80),
          (48, 96), (40, 100), (64, 128), (50, 91)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def write_manifest(root: Path, sizes: list[tuple[int, int]]) -> Path:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_fakes import FakeImageCaptionDataset, tiny_config  # noqa: E402
+from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # noqa: E402, F401
 
 from rsgen.errors import ConfigError  # noqa: E402
 from rsgen.metadata import Metadata  # noqa: E402
@@ -21,14 +21,6 @@ from rsgen.training.checkpoint import checkpoint_dirs  # noqa: E402
 from rsgen.training.diffusion import diffusion_target, loss_weights, make_noise_scheduler  # noqa: E402
 from rsgen.training.sampler import ResumableSampler  # noqa: E402
 from rsgen.training.tasks import DiffusionTask  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_tiny_model_overfits_a_fixed_batch(tmp_path):

@@ -1,14 +1,26 @@
 """Shared test helpers for the model/training tests: a tiny in-memory dataset with the items of
-``rsgen.data.dataset.ImageCaptionDataset`` (fake images), and tiny configs."""
+``rsgen.data.dataset.ImageCaptionDataset`` (fake images), tiny configs, and the one-thread autouse fixture."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import torch
 
 from rsgen.metadata import Metadata
 from rsgen.training.config import TrainConfig, load_train_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Every test of a module that imports this runs on one torch thread: the test machine's cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 CAPTIONS = ["a forest", "a river through farmland", "a residential area", "a highway", "a lake", "farmland"]
 

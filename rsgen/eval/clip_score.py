@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rsgen.errors import WeightsNotFoundError
-from rsgen.paths import ASSETS_DIR, REPO_ROOT
+from rsgen.paths import ASSETS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,7 @@ class RSClipTrainConfig:
 
 def train(config: RSClipTrainConfig | None = None) -> dict:
     """Train the RS-CLIP heads on cached frozen features of EuroSAT train pairs; score held-out val pairs."""
-    from rsgen.eval.feature_net import load_feature_net
-    from rsgen.io import atomic_dir, atomic_write_json
+    from rsgen.eval.feature_net import load_feature_net, save_trained_model
 
     config = config or RSClipTrainConfig()
     if config.num_threads:
@@ -254,10 +253,6 @@ def train(config: RSClipTrainConfig | None = None) -> dict:
         "feature_cache_seconds": round(cache_s, 1),
         "config": asdict(config),
     }
-    out = Path(config.out_dir)
-    out = out if out.is_absolute() else REPO_ROOT / out
-    with atomic_dir(out) as tmp:
-        heads.save_pretrained(tmp, safe_serialization=True)
-        atomic_write_json(tmp / "training_summary.json", summary)
+    save_trained_model(heads, config.out_dir, summary)
     log.info("RS-CLIP: val CLIP_RS own captions %.1f vs shuffled %.1f", real, shuffled)
     return summary

@@ -283,7 +283,6 @@ def train(config: FeatureNetTrainConfig | None = None) -> dict:
     Returns the summary (also written as ``training_summary.json`` beside the weights).
     """
     from rsgen.eval.reference_data import load_eurosat
-    from rsgen.io import atomic_dir, atomic_write_json
 
     config = config or FeatureNetTrainConfig()
     train_set, val_set = load_eurosat("train"), load_eurosat("val")
@@ -313,13 +312,22 @@ def train(config: FeatureNetTrainConfig | None = None) -> dict:
         "data": "EuroSAT-RGB train (Helber et al. 2019), evaluated on EuroSAT-RGB val",
         "config": {**asdict(config.classifier), "max_train_images": config.max_train_images},
     }
-    out = Path(config.out_dir)
+    out = save_trained_model(model, config.out_dir, summary)
+    log.info("RS feature network: val accuracy %.4f after %.0f s, saved to %s", val_acc, train_s, out)
+    return summary
+
+
+def save_trained_model(model: ModelMixin, out_dir: str | Path, summary: dict) -> Path:
+    """Write ``model`` (safetensors) and its ``training_summary.json`` atomically into ``out_dir`` (relative:
+    under the repository root), replacing an older folder only once both are written; returns the folder."""
+    from rsgen.io import atomic_dir, atomic_write_json
+
+    out = Path(out_dir)
     out = out if out.is_absolute() else REPO_ROOT / out
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / "training_summary.json", summary)
-    log.info("RS feature network: val accuracy %.4f after %.0f s, saved to %s", val_acc, train_s, out)
-    return summary
+    return out
 
 
 def read_training_summary(path: str | Path | None = None) -> dict:

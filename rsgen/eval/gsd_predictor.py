@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from rsgen.errors import DataError, WeightsNotFoundError
-from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar, to_nchw
+from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar, save_trained_model, to_nchw
 from rsgen.eval.metadata_faithfulness import MetadataFaithfulness, metadata_faithfulness
-from rsgen.paths import ASSETS_DIR, REPO_ROOT, datasets_dir
+from rsgen.paths import ASSETS_DIR, datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,6 @@ def real_heldout_set(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def train(config: GSDTrainConfig | None = None) -> dict:
     """Fine-tune the GSD predictor from the RS feature network; save it with its held-out error."""
     from rsgen.eval.reference_data import load_eurosat
-    from rsgen.io import atomic_dir, atomic_write_json
 
     config = config or GSDTrainConfig()
     if config.num_threads:
@@ -220,11 +219,7 @@ def train(config: GSDTrainConfig | None = None) -> dict:
         "train_data": "NAIP 2009-2017 windows, high-resolution aerial scenes, EuroSAT-RGB train (coarsened)",
         "config": asdict(config),
     }
-    out = Path(config.out_dir)
-    out = out if out.is_absolute() else REPO_ROOT / out
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        atomic_write_json(tmp / "training_summary.json", summary)
+    save_trained_model(model, config.out_dir, summary)
     log.info("GSD predictor: held-out mean |log2 error| %.3f after %.0f s", err.mean(), train_s)
     return summary
 

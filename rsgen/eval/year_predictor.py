@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from rsgen.errors import DataError, WeightsNotFoundError
-from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar
+from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar, save_trained_model
 from rsgen.eval.gsd_predictor import GeoScene, load_scene, resample_window
 from rsgen.eval.metadata_faithfulness import MetadataFaithfulness, metadata_faithfulness
-from rsgen.paths import ASSETS_DIR, REPO_ROOT, datasets_dir
+from rsgen.paths import ASSETS_DIR, datasets_dir
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,6 @@ class YearTrainConfig:
 
 def train(config: YearTrainConfig | None = None) -> dict:
     """Fine-tune the year predictor from the RS feature network; save it with its held-out error."""
-    from rsgen.io import atomic_dir, atomic_write_json
-
     config = config or YearTrainConfig()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -141,11 +139,7 @@ def train(config: YearTrainConfig | None = None) -> dict:
         "train_seconds": round(train_s, 1),
         "config": asdict(config),
     }
-    out = Path(config.out_dir)
-    out = out if out.is_absolute() else REPO_ROOT / out
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        atomic_write_json(tmp / "training_summary.json", summary)
+    save_trained_model(model, config.out_dir, summary)
     log.info("year predictor: held-out mean |error| %.2f years (shuffled %.2f)", err.mean(), shuffled)
     return summary
 

@@ -349,38 +349,20 @@ class RSGenPipeline(DiffusionPipeline):
         prompt: str | Sequence[str] = "",
         metadata: Metadata | None | Sequence[Metadata | None] = None,
         *,
-        negative_prompt: str | Sequence[str] | None = None,
-        n: int = 1,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_text: float = 5.0,
-        guidance_meta: float = 1.0,
-        scheduler: str | SchedulerMixin | None = DEFAULT_SCHEDULER,
-        seed: int | Sequence[int] | None = 0,
-        image: torch.Tensor | None = None,
-        strength: float = 1.0,
-        low_res: torch.Tensor | None = None,
-        noise_level: int | None = None,
-        controls: Sequence[ControlInput] = (),
         tiling: Tiling | None = None,
         output_type: str = "np",
         progress: bool = True,
+        **options: Any,
     ) -> RSGenOutput:
         """Generate images.
 
-        prompt / metadata: one each, or lists (one per prompt); each prompt gives ``n`` images. seed: image i
-        uses ``seed + i`` (or a list of seeds), so any image can be regenerated alone. image: (B|1, 3, H, W) in
-        [-1, 1] for image-to-image with ``strength`` (what-if). low_res: (B|1, 3, h, w) in [-1, 1], the input of
-        a super-resolution stage, noise-augmented at ``noise_level``. controls: ControlNet conditions.
-        tiling: windowed (MultiDiffusion) denoising and tiled VAE decoding. output_type: np | pt | pil | latent.
+        prompt / metadata / options: the sampling arguments of :meth:`prepare` (``negative_prompt``, ``n``,
+        ``height``, ``width``, ``seed``, ``scheduler``, ``image``, ``low_res``, ``controls``, ...), where they
+        and their defaults are defined once. tiling: windowed (MultiDiffusion) denoising and tiled VAE
+        decoding. output_type: np | pt | pil | latent.
         """
-        run = self.prepare(
-            prompt, metadata, negative_prompt=negative_prompt, n=n, height=height, width=width,
-            num_inference_steps=num_inference_steps, guidance_text=guidance_text, guidance_meta=guidance_meta,
-            scheduler=scheduler, seed=seed, image=image, strength=strength, low_res=low_res,
-            noise_level=noise_level, controls=controls,
-        )
+        run = self.prepare(prompt, metadata, **options)
+        image = options.get("image")
         b, (h, w) = len(run.seeds), run.latent_hw
         noise = per_sample_noise((b, self.latent_channels, h, w), run.generators, self.device, self.unet.dtype)
         if image is not None:
@@ -419,7 +401,13 @@ class RSGenPipeline(DiffusionPipeline):
         noise_level: int | None = None,
         controls: Sequence[ControlInput] = (),
     ) -> SamplingRun:
-        """Validate the arguments and encode every condition: what a denoising run needs besides its latents."""
+        """Validate the arguments and encode every condition: what a denoising run needs besides its latents.
+
+        prompt / metadata: one each, or lists (one per prompt); each prompt gives ``n`` images. seed: image i
+        uses ``seed + i`` (or a list of seeds), so any image can be regenerated alone. image: (B|1, 3, H, W) in
+        [-1, 1] for image-to-image with ``strength`` (what-if). low_res: (B|1, 3, h, w) in [-1, 1], the input of
+        a super-resolution stage, noise-augmented at ``noise_level``. controls: ControlNet conditions.
+        """
         prompts, metas = self.batch(prompt, metadata, n)
         b = len(prompts)
         negs = None

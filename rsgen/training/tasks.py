@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import ControlNetModel
 from torch import nn
 
 from rsgen.errors import ConfigError, DataError
@@ -236,6 +237,10 @@ class DiffusionTask(TrainTask):
     def unet_input(self, noisy: torch.Tensor, extra: dict) -> torch.Tensor:
         return noisy
 
+    def controls(self, extra: dict) -> tuple[list[ControlNetModel], list[torch.Tensor]]:
+        """The ControlNets trained with the UNet and their condition images (B, 3, H, W); none by default."""
+        return [], []
+
     def predict(
         self,
         sample: torch.Tensor,
@@ -244,7 +249,8 @@ class DiffusionTask(TrainTask):
         class_labels: torch.Tensor,
         extra: dict,
     ) -> torch.Tensor:
-        return controlled_unet_forward(self.unet, [], sample, t, context, class_labels)
+        controlnets, conds = self.controls(extra)
+        return controlled_unet_forward(self.unet, controlnets, sample, t, context, class_labels, conds)
 
     # -------------------------------------------------------------------------------------------- loss
     def loss(
@@ -511,17 +517,8 @@ class ControlNetTask(DiffusionTask):
         cond = batch["condition"] if "condition" in batch else self.condition_images(batch)
         return {"condition": cond.to(self.device).float() / 255.0}
 
-    def predict(
-        self,
-        sample: torch.Tensor,
-        t: torch.Tensor,
-        context: torch.Tensor,
-        class_labels: torch.Tensor,
-        extra: dict,
-    ) -> torch.Tensor:
-        return controlled_unet_forward(
-            self.unet, [self.controlnet], sample, t, context, class_labels, [extra["condition"]]
-        )
+    def controls(self, extra: dict) -> tuple[list[ControlNetModel], list[torch.Tensor]]:
+        return [self.controlnet], [extra["condition"]]
 
     def preview(self, path: Path, generator_seed: int) -> Path | None:
         return None  # condition previews need condition images: rsgen generate --control does this
