@@ -25,11 +25,19 @@ from rsgen.io import atomic_write_text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the control sets and their reports")
-    parser.add_argument("--n", type=int, default=1000, help="images per control set (from EuroSAT val half a)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the control sets and their reports"
+    )
+    parser.add_argument(
+        "--n", type=int, default=1000, help="images per control set (from EuroSAT val half a)"
+    )
     parser.add_argument("--max-reference", type=int, default=None, help="reference images (default: all val)")
-    parser.add_argument("--augmentation", action="store_true", help="also run the augmentation test's control")
+    parser.add_argument(
+        "--augmentation", action="store_true", help="also run the augmentation test's control"
+    )
     parser.add_argument("--config", default="augmentation", help="augmentation config (configs/eval/)")
     parser.add_argument("overrides", nargs="*", help="augmentation config overrides, e.g. seeds=[0,1,2]")
     args = parser.parse_args()
@@ -47,14 +55,23 @@ def main() -> None:
         summary[name] = {
             **report["distribution"][0]["metrics"],
             "text_accuracy": report.get("text_faithfulness", {}).get("accuracy"),
-            **{f"{m['field']}_error": (m["generated"], m["shuffled"], m["real"]) for m in report["metadata_faithfulness"]},
-            **{c["name"]: (c["generated"], c["generated_shuffled"], c["real_own_captions"]) for c in report.get("clip", [])},
+            **{
+                f"{m['field']}_error": (m["generated"], m["shuffled"], m["real"])
+                for m in report["metadata_faithfulness"]
+            },
+            **{
+                c["name"]: (c["generated"], c["generated_shuffled"], c["real_own_captions"])
+                for c in report.get("clip", [])
+            },
         }
     if args.augmentation:
         config = load_config(augmentation.AugmentationConfig, args.config, args.overrides, subdir="eval")
         real_pool, stand_in = augmentation.real_stand_in_split(load_eurosat("train"))
         rows = augmentation.augmentation_test(stand_in, real_pool, load_eurosat("val"), config)
-        text = augmentation.augmentation_markdown(rows) + "\n\n(synthetic arm: real EuroSAT train images, a control)"
+        text = (
+            augmentation.augmentation_markdown(rows)
+            + "\n\n(synthetic arm: real EuroSAT train images, a control)"
+        )
         atomic_write_text(args.out / "augmentation-control.md", text + "\n")
         summary["augmentation_control"] = [r.to_dict() for r in rows]
         print(text)

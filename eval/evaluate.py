@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate generated images (or a model) against a reference set; same options as `rsgen evaluate`.
 
-    python eval/evaluate.py --images GENERATED_DIR --out runs/eval [--inception-weights pt_inception.pth]
+python eval/evaluate.py --images GENERATED_DIR --out runs/eval [--inception-weights pt_inception.pth]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the RS feature network (FID_RS / KID_RS / IS_RS, text faithfulness) on EuroSAT train.
 
-    nice -n 10 python eval/train_feature_net.py [--config feature_net] [classifier.epochs=3 ...]
+nice -n 10 python eval/train_feature_net.py [--config feature_net] [classifier.epochs=3 ...]
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from rsgen.eval import feature_net
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="feature_net", help="config name in configs/eval/ or a YAML path")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. classifier.epochs=3")
     args = parser.parse_args()

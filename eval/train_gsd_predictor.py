@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fine-tune the GSD predictor (metadata faithfulness) from the RS feature network.
 
-    nice -n 10 python eval/train_gsd_predictor.py [--config gsd_predictor] [steps=300 ...]
+nice -n 10 python eval/train_gsd_predictor.py [--config gsd_predictor] [steps=300 ...]
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from rsgen.eval import gsd_predictor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="gsd_predictor", help="config name in configs/eval/ or a YAML path")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", default="gsd_predictor", help="config name in configs/eval/ or a YAML path"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=300")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

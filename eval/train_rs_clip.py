@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the RS-CLIP heads (CLIP_RS) over the frozen RS feature network and MiniLM text encoder.
 
-    nice -n 10 python eval/train_rs_clip.py [--config rs_clip] [steps=3000 ...]
+nice -n 10 python eval/train_rs_clip.py [--config rs_clip] [steps=3000 ...]
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from rsgen.eval import clip_score
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="rs_clip", help="config name in configs/eval/ or a YAML path")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=3000")
     args = parser.parse_args()

@@ -35,7 +35,9 @@ def main() -> None:
     ap.add_argument("--cascade", default="default", help="cascade config to time")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared CPU)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: stable timings on a shared CPU)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pipe = build_random_pipeline(args.config)
@@ -46,15 +48,29 @@ def main() -> None:
     out: dict[str, float | int | str] = {"config": args.config, "size": size, "steps": args.steps}
 
     def ours(gm: float) -> None:
-        pipe(prompt, meta, num_inference_steps=args.steps, guidance_text=5.0, guidance_meta=gm, scheduler="dpm++")
+        pipe(
+            prompt,
+            meta,
+            num_inference_steps=args.steps,
+            guidance_text=5.0,
+            guidance_meta=gm,
+            scheduler="dpm++",
+        )
 
     out["rsgen_s_per_image"] = timed(lambda: ours(1.0), args.repeats)
     out["rsgen_meta_guided_s_per_image"] = timed(lambda: ours(3.0), args.repeats)
 
     # Stock diffusers on the same modules: text states precomputed, metadata embedding injected by a hook.
-    stock = StableDiffusionPipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet,
-                                    make_scheduler("dpm++", pipe.scheduler), safety_checker=None,
-                                    feature_extractor=None, requires_safety_checker=False)
+    stock = StableDiffusionPipeline(
+        pipe.vae,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        pipe.unet,
+        make_scheduler("dpm++", pipe.scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     stock.set_progress_bar_config(disable=True)
 
     def add_labels(module, a, kw):
@@ -67,8 +83,15 @@ def main() -> None:
     hook = pipe.unet.register_forward_pre_hook(add_labels, with_kwargs=True)
     try:
         out["stock_s_per_image"] = timed(
-            lambda: stock(prompt_embeds=text, negative_prompt_embeds=neg, height=size, width=size,
-                          num_inference_steps=args.steps, guidance_scale=5.0, output_type="np"),
+            lambda: stock(
+                prompt_embeds=text,
+                negative_prompt_embeds=neg,
+                height=size,
+                width=size,
+                num_inference_steps=args.steps,
+                guidance_scale=5.0,
+                output_type="np",
+            ),
             args.repeats,
         )
     finally:
@@ -82,7 +105,8 @@ def main() -> None:
         final *= s.factor
     out["cascade_size"] = final
     out["cascade_s_per_image"] = timed(
-        lambda: cascade(prompt, meta, size=(final, final), steps=args.steps, progress=False), max(1, args.repeats - 1)
+        lambda: cascade(prompt, meta, size=(final, final), steps=args.steps, progress=False),
+        max(1, args.repeats - 1),
     )
     print(json.dumps(out, indent=2))
 

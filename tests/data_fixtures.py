@@ -24,8 +24,15 @@ def save_jpeg(path: Path, array: np.ndarray, quality: int = 95) -> Path:
     return path
 
 
-def write_geotiff(path: Path, array: np.ndarray, *, crs: str | None = "EPSG:32633", gsd: float = 10.0,
-                  nodata: float | None = None, origin: tuple[float, float] = (500000.0, 5200000.0)) -> Path:
+def write_geotiff(
+    path: Path,
+    array: np.ndarray,
+    *,
+    crs: str | None = "EPSG:32633",
+    gsd: float = 10.0,
+    nodata: float | None = None,
+    origin: tuple[float, float] = (500000.0, 5200000.0),
+) -> Path:
     """Write (C, H, W) ``array`` as a GeoTIFF (no CRS/transform when ``crs`` is None)."""
     import rasterio
     from rasterio.transform import from_origin
@@ -43,7 +50,9 @@ def write_geotiff(path: Path, array: np.ndarray, *, crs: str | None = "EPSG:3263
 
 
 def karpathy_json(path: Path, items: list[tuple[str, list[str], str]]) -> Path:
-    images = [{"filename": f, "imgid": i, "split": s, "sentences": [{"raw": c, "tokens": c.split()} for c in caps]}
-              for i, (f, caps, s) in enumerate(items)]
+    images = [
+        {"filename": f, "imgid": i, "split": s, "sentences": [{"raw": c, "tokens": c.split()} for c in caps]}
+        for i, (f, caps, s) in enumerate(items)
+    ]
     path.write_text(json.dumps({"images": images, "dataset": "test"}))
     return path

@@ -9,7 +9,9 @@ import torch
 from rsgen.eval.feature_net import RSResNet
 
 
-def smooth_images(n: int, seed: int = 0, size: int = 32, tint: tuple[float, float, float] = (0.4, 0.5, 0.3)) -> np.ndarray:
+def smooth_images(
+    n: int, seed: int = 0, size: int = 32, tint: tuple[float, float, float] = (0.4, 0.5, 0.3)
+) -> np.ndarray:
     """``(n, size, size, 3)`` uint8 images of smooth random fields around a colour (a stand-in for scenes)."""
     rng = np.random.default_rng(seed)
     low = rng.normal(0, 0.15, (n, size // 8, size // 8, 3))
@@ -24,8 +26,13 @@ def noise_images(n: int, seed: int = 1, size: int = 32) -> np.ndarray:
 
 def tiny_net(num_classes: int = 4, size: int = 32, seed: int = 0) -> RSResNet:
     torch.manual_seed(seed)
-    net = RSResNet(num_classes=num_classes, channels=(8, 16), stem_channels=8, image_size=size,
-                   class_names=tuple(f"c{i}" for i in range(num_classes)))
+    net = RSResNet(
+        num_classes=num_classes,
+        channels=(8, 16),
+        stem_channels=8,
+        image_size=size,
+        class_names=tuple(f"c{i}" for i in range(num_classes)),
+    )
     return net.eval()
 
 

@@ -19,8 +19,14 @@ def tiny_text() -> tuple:
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(minilm_path())
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=37, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     return tok, BertModel(cfg).eval()
 
 

@@ -32,16 +32,53 @@ def ref_tif(tmp_path) -> Path:
 
 
 def gen(model, tmp_path, *extra: str) -> int:
-    return main(["generate", "--model", str(model), "--steps", "2", "--out", str(tmp_path / "out"), "--no-progress",
-                 *extra])
+    return main(
+        [
+            "generate",
+            "--model",
+            str(model),
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_generate_writes_geotiff_png_and_sidecar(model, tmp_path):
-    assert gen(model, tmp_path, "a forest", "--lat", "47", "--lon", "-99", "--gsd", "0.5", "--date", "2020-07",
-               "--n", "2", "--seed", "5", "--guidance-meta", "2") == 0
+    assert (
+        gen(
+            model,
+            tmp_path,
+            "a forest",
+            "--lat",
+            "47",
+            "--lon",
+            "-99",
+            "--gsd",
+            "0.5",
+            "--date",
+            "2020-07",
+            "--n",
+            "2",
+            "--seed",
+            "5",
+            "--guidance-meta",
+            "2",
+        )
+        == 0
+    )
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["rsgen_0000_s5.json", "rsgen_0000_s5.png", "rsgen_0000_s5.tif",
-                     "rsgen_0001_s6.json", "rsgen_0001_s6.png", "rsgen_0001_s6.tif"]
+    assert files == [
+        "rsgen_0000_s5.json",
+        "rsgen_0000_s5.png",
+        "rsgen_0000_s5.tif",
+        "rsgen_0001_s6.json",
+        "rsgen_0001_s6.png",
+        "rsgen_0001_s6.tif",
+    ]
     side = json.loads((tmp_path / "out" / "rsgen_0001_s6.json").read_text())
     assert side["gsd_m"] == 0.5 and side["date"] == "2020-07"
     g = side["generation"]
@@ -52,8 +89,22 @@ def test_generate_writes_geotiff_png_and_sidecar(model, tmp_path):
 
 
 def test_like_takes_metadata_and_georeference(model, tmp_path, ref_tif):
-    assert gen(model, tmp_path, "fields", "--like", str(ref_tif), "--size", "64", "--format", "tif",
-               "--name", "like") == 0
+    assert (
+        gen(
+            model,
+            tmp_path,
+            "fields",
+            "--like",
+            str(ref_tif),
+            "--size",
+            "64",
+            "--format",
+            "tif",
+            "--name",
+            "like",
+        )
+        == 0
+    )
     r = read_geotiff(tmp_path / "out" / "like_0000_s0.tif")
     ref = GeoReference.from_raster(ref_tif)
     assert r.array.shape == (3, 64, 64) and r.georef.crs == ref.crs
@@ -63,15 +114,35 @@ def test_like_takes_metadata_and_georeference(model, tmp_path, ref_tif):
 
 def test_prompts_file_jsonl(model, tmp_path):
     f = tmp_path / "prompts.jsonl"
-    f.write_text('{"prompt": "a lake", "metadata": {"gsd": 2}, "seed": 9, "name": "lake"}\nplain text prompt\n')
+    f.write_text(
+        '{"prompt": "a lake", "metadata": {"gsd": 2}, "seed": 9, "name": "lake"}\nplain text prompt\n'
+    )
     assert gen(model, tmp_path, "--prompts", str(f), "--format", "png") == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "lake_0000_s9.png" in names and "rsgen_0001_s1.png" in names
 
 
 def test_whatif_sweep_grid(model, tmp_path, ref_tif):
-    assert main(["whatif", str(ref_tif), "--model", str(model), "--prompt", "farmland", "--sweep", "month=1,7",
-                 "--steps", "2", "--out", str(tmp_path / "w"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "whatif",
+                str(ref_tif),
+                "--model",
+                str(model),
+                "--prompt",
+                "farmland",
+                "--sweep",
+                "month=1,7",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "w"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     names = sorted(p.name for p in (tmp_path / "w").iterdir())
     assert "whatif_grid.png" in names and "whatif_00_Jan.tif" in names and "whatif_01_Jul.tif" in names
     r = read_geotiff(tmp_path / "w" / "whatif_01_Jul.tif")
@@ -82,8 +153,22 @@ def test_default_model_fallback_warns(tmp_path, monkeypatch, capsys):
     import rsgen.pipelines.default as default
 
     monkeypatch.setattr(default, "DEFAULT_MODEL_DIR", tmp_path / "nothing-here")
-    assert main(["generate", "x", "--steps", "1", "--out", str(tmp_path / "o"), "--no-progress",
-                 "--format", "png"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "x",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+                "--format",
+                "png",
+            ]
+        )
+        == 0
+    )
     assert "WARNING: untrained random weights" in capsys.readouterr().err
     pipe = default.load_default_pipeline(tmp_path / "nothing-here")
     assert pipe.untrained and list(pipe.unet.config.block_out_channels) == [32, 64]  # the tiny config

@@ -39,8 +39,14 @@ def utm_grid(width: int = 64, height: int = 48, gsd: float = 2.0) -> GeoReferenc
 def write_tif(path, data: np.ndarray, georef: GeoReference | None, nodata: float | None = None) -> str:
     """A small GeoTIFF (no CRS when ``georef`` is None)."""
     data = data[None] if data.ndim == 2 else data  # (C, H, W)
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
-               "dtype": data.dtype.name, "nodata": nodata}
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "nodata": nodata,
+    }
     if georef is not None:
         profile.update(crs=georef.crs, transform=georef.transform)
     with warnings.catch_warnings():
@@ -59,9 +65,13 @@ def lonlat_polygon(grid: GeoReference, col0: int, row0: int, col1: int, row1: in
 
 
 def feature_collection(*geoms: dict, props: list[dict] | None = None, crs: str | None = None) -> dict:
-    fc = {"type": "FeatureCollection",
-          "features": [{"type": "Feature", "geometry": g, "properties": (props or [{}] * len(geoms))[i]}
-                       for i, g in enumerate(geoms)]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": g, "properties": (props or [{}] * len(geoms))[i]}
+            for i, g in enumerate(geoms)
+        ],
+    }
     if crs:
         fc["crs"] = {"type": "name", "properties": {"name": crs}}
     return fc
@@ -69,7 +79,7 @@ def feature_collection(*geoms: dict, props: list[dict] | None = None, crs: str |
 
 def square_image(size: int = 64) -> np.ndarray:
     img = np.full((size, size, 3), 40, np.uint8)
-    img[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 220
+    img[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 220
     return img
 
 
@@ -77,8 +87,18 @@ def square_image(size: int = 64) -> np.ndarray:
 
 
 def test_registry_lists_all_types():
-    assert {"canny", "lineart", "shuffle", "footprints", "height", "segmentation", "roads",
-            "hed", "mlsd", "midas"} <= set(known_conditions())
+    assert {
+        "canny",
+        "lineart",
+        "shuffle",
+        "footprints",
+        "height",
+        "segmentation",
+        "roads",
+        "hed",
+        "mlsd",
+        "midas",
+    } <= set(known_conditions())
 
 
 def test_unknown_type_lists_known_ones():
@@ -171,9 +191,15 @@ def test_footprint_in_lonlat_lands_on_right_utm_pixels(tmp_path):
 def test_footprints_geojson_crs_member_and_single_feature(tmp_path):
     grid = utm_grid(32, 32, gsd=1.0)
     x0, y0 = ORIGIN
-    poly = {"type": "Polygon", "coordinates": [[(x0 + 4, y0 - 4), (x0 + 12, y0 - 4), (x0 + 12, y0 - 10),
-                                                (x0 + 4, y0 - 10), (x0 + 4, y0 - 4)]]}
-    out = make_condition("footprints", feature_collection(poly, crs="urn:ogc:def:crs:EPSG::32633"), georef=grid)
+    poly = {
+        "type": "Polygon",
+        "coordinates": [
+            [(x0 + 4, y0 - 4), (x0 + 12, y0 - 4), (x0 + 12, y0 - 10), (x0 + 4, y0 - 10), (x0 + 4, y0 - 4)]
+        ],
+    }
+    out = make_condition(
+        "footprints", feature_collection(poly, crs="urn:ogc:def:crs:EPSG::32633"), georef=grid
+    )
     assert (out[..., 0] == 255).sum() == 8 * 6 and out[4:10, 4:12].min() == 255
     feature = {"type": "Feature", "geometry": poly, "properties": {}}
     assert np.array_equal(make_condition("footprints", feature, georef=grid, crs="EPSG:32633"), out)
@@ -212,16 +238,20 @@ def test_roads_width_in_metres():
     rows = np.flatnonzero(out[:, 32, 0])
     assert 7 <= len(rows) <= 10 and rows.min() >= 27 and rows.max() <= 36
     assert (out[:, :, 0] > 0).sum(axis=0).std() < 1.0  # same width all along
-    wide = make_condition("roads", feature_collection(road, props=[{"width": 20.0}], crs="EPSG:32633"),
-                          georef=grid)
+    wide = make_condition(
+        "roads", feature_collection(road, props=[{"width": 20.0}], crs="EPSG:32633"), georef=grid
+    )
     assert 19 <= np.count_nonzero(wide[:, 32, 0]) <= 22
-    coarse = make_condition("roads", feature_collection(road, crs="EPSG:32633"), georef=utm_grid(16, 16, 4.0),
-                            width_m=1.0)
+    coarse = make_condition(
+        "roads", feature_collection(road, crs="EPSG:32633"), georef=utm_grid(16, 16, 4.0), width_m=1.0
+    )
     assert 1 <= np.count_nonzero(coarse[:, 8, 0]) <= 2  # narrower than a pixel: still drawn
 
 
 def test_roads_on_geographic_grid_use_metres():
-    grid = GeoReference(CRS.from_epsg(4326), Affine(1e-4, 0, 10.0, 0, -1e-4, 0.002), 40, 40)  # ~11 m at the equator
+    grid = GeoReference(
+        CRS.from_epsg(4326), Affine(1e-4, 0, 10.0, 0, -1e-4, 0.002), 40, 40
+    )  # ~11 m at the equator
     road = {"type": "LineString", "coordinates": [(10.0, 0.0), (10.004, 0.0)]}  # along row 20's top edge
     out = make_condition("roads", feature_collection(road), georef=grid, width_m=50.0)
     assert 4 <= np.count_nonzero(out[:, 20, 0]) <= 6  # 50 m / 11.1 m per pixel
@@ -284,7 +314,9 @@ def test_segmentation_palette_and_sources(tmp_path):
     cls[:, 8:] = 3
     cls[8:, :4] = 15
     out = make_condition("segmentation", cls)
-    assert np.array_equal(out[0, 0], SEGMENTATION_PALETTE[0]) and np.array_equal(out[0, 15], SEGMENTATION_PALETTE[3])
+    assert np.array_equal(out[0, 0], SEGMENTATION_PALETTE[0]) and np.array_equal(
+        out[0, 15], SEGMENTATION_PALETTE[3]
+    )
     assert len({tuple(c) for c in SEGMENTATION_PALETTE[:21]}) == 21  # distinct colours
     png = tmp_path / "cls.png"
     Image.fromarray(cls, mode="L").save(png)
@@ -341,8 +373,9 @@ def test_parse_control_spec_errors(spec, error, message):
 def test_control_spec_make(hag_tif):
     path, grid = hag_tif
     spec = parse_control_spec(f"height={path}:1@0.5")
-    assert np.array_equal(spec.make(georef=grid, range_m=(0, 20)),
-                          make_condition("height", path, georef=grid, range_m=(0, 20)))
+    assert np.array_equal(
+        spec.make(georef=grid, range_m=(0, 20)), make_condition("height", path, georef=grid, range_m=(0, 20))
+    )
 
 
 # ------------------------------------------------------------------------------------------ real data
@@ -364,5 +397,7 @@ def test_real_buildings_on_hag_grid():
     # registration: shifting the footprints by 4 px (8 m) in any direction lowers the overlap
     for dy, dx in [(4, 0), (-4, 0), (0, 4), (0, -4)]:
         assert (hag[np.roll(mask, (dy, dx), axis=(0, 1))] > 3).mean() < (hag[mask] > 3).mean() - 0.01
-    heights = make_condition("height", str(ELEVATION / "hag.tif"), georef=grid.resized(128, 128), range_m=(0, 30))
+    heights = make_condition(
+        "height", str(ELEVATION / "hag.tif"), georef=grid.resized(128, 128), range_m=(0, 30)
+    )
     assert heights.shape == (128, 128, 3) and heights.max() > 200

@@ -5,15 +5,28 @@ import pytest
 from rsgen.data.captions import CaptionWriter, clean_caption, clean_captions, format_gsd, season_name
 from rsgen.metadata import Metadata
 
-EUROSAT = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
-           "Residential", "River", "SeaLake"]
+EUROSAT = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+]
 
 
 @pytest.mark.parametrize("label", EUROSAT)
 def test_many_distinct_captions_per_class(label):
     w = CaptionWriter(seed=0)
-    caps = list(itertools.chain.from_iterable(
-        w.captions(label, Metadata(gsd_m=10), n=5, key=f"img{i}") for i in range(100)))
+    caps = list(
+        itertools.chain.from_iterable(
+            w.captions(label, Metadata(gsd_m=10), n=5, key=f"img{i}") for i in range(100)
+        )
+    )
     assert len(caps) == 500
     assert len(set(caps)) >= 150, f"only {len(set(caps))} distinct captions for {label}"
     frames = {c.split()[0] for c in caps}
@@ -73,7 +86,9 @@ def test_format_gsd_and_season():
 def test_sensor_phrases_take_the_right_article() -> None:
     from rsgen.data.captions import indefinite_article
 
-    assert [indefinite_article(x) for x in ("aerial image", "NAIP image", "Sentinel-2 image", "Landsat image")] == [
+    assert [
+        indefinite_article(x) for x in ("aerial image", "NAIP image", "Sentinel-2 image", "Landsat image")
+    ] == [
         "an",
         "an",
         "a",

@@ -41,9 +41,14 @@ def messy(tmp_path):
     caps = tmp_path / "caps"
     for i in range(3):
         save_jpeg(caps / f"{i}.jpg", textured(200 + i))
-    karpathy_json(tmp_path / "k.json", [("0.jpg", ["a river .", "a bend of a river"], "train"),
-                                        ("1.jpg", ["   ", " . "], "val"),
-                                        ("2.jpg", ["many boats docked"], "test")])
+    karpathy_json(
+        tmp_path / "k.json",
+        [
+            ("0.jpg", ["a river .", "a bend of a river"], "train"),
+            ("1.jpg", ["   ", " . "], "val"),
+            ("2.jpg", ["many boats docked"], "test"),
+        ],
+    )
     return [
         {"name": "folder", "kind": "class_folder", "root": str(root), "metadata": {"gsd_m": 10}},
         {"name": "ucm", "kind": "karpathy", "root": str(caps), "annotations": str(tmp_path / "k.json")},
@@ -52,7 +57,13 @@ def messy(tmp_path):
 
 def test_bad_files_are_counted_by_reason(messy, tmp_path):
     res = curate(_config(messy, report=True), tmp_path / "out", show_progress=False)
-    assert res.dropped == {"corrupt": 2, "exact_duplicate": 1, "near_duplicate": 1, "blank": 1, "empty_caption": 1}
+    assert res.dropped == {
+        "corrupt": 2,
+        "exact_duplicate": 1,
+        "near_duplicate": 1,
+        "blank": 1,
+        "empty_caption": 1,
+    }
     assert res.kept == 12 + 1 + 2  # 12 good jpgs, scene.tif, 2 captioned images
     recs = read_manifest(res.manifest)
     assert len(recs) == res.kept
@@ -84,19 +95,30 @@ def test_splits_stable_under_reruns_and_additions(tmp_path):
     root = _class_folder(tmp_path / "imgs", n=40)
     src = [{"name": "f", "kind": "class_folder", "root": str(root)}]
     cfg = _config(src, splits={"val": 0.2, "test": 0.2})
-    a = {r["id"]: r["split"] for r in read_manifest(curate(cfg, tmp_path / "a", show_progress=False).manifest)}
+    a = {
+        r["id"]: r["split"] for r in read_manifest(curate(cfg, tmp_path / "a", show_progress=False).manifest)
+    }
     assert set(a.values()) == {"train", "val", "test"}
     for i in range(40, 60):
         save_jpeg(root / "Forest" / f"img_{i}.jpg", textured(100 + i))
-    b = {r["id"]: r["split"] for r in read_manifest(curate(cfg, tmp_path / "b", show_progress=False).manifest)}
+    b = {
+        r["id"]: r["split"] for r in read_manifest(curate(cfg, tmp_path / "b", show_progress=False).manifest)
+    }
     assert len(b) == 60 and all(b[k] == v for k, v in a.items())
     assert assign_split("x", 0.2, 0.2) == assign_split("x", 0.2, 0.2)
 
 
 def test_gsd_copies_share_split_and_are_not_duplicates(tmp_path):
     root = _class_folder(tmp_path / "imgs", n=6)
-    src = [{"name": "f", "kind": "class_folder", "root": str(root), "metadata": {"gsd_m": 10},
-            "gsd_factors": [1, 2, 3]}]
+    src = [
+        {
+            "name": "f",
+            "kind": "class_folder",
+            "root": str(root),
+            "metadata": {"gsd_m": 10},
+            "gsd_factors": [1, 2, 3],
+        }
+    ]
     res = curate(_config(src, splits={"val": 0.3, "test": 0.3}), tmp_path / "o", show_progress=False)
     assert res.kept == 18 and not res.dropped
     recs = {r["id"]: r for r in read_manifest(res.manifest)}
@@ -122,8 +144,15 @@ def _run_cli(argv):
 def test_cli_curate(tmp_path, capsys):
     root = _class_folder(tmp_path / "imgs", n=4)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"sources": [{"name": "f", "kind": "class_folder", "root": str(root)}],
-                               "workers": 1, "report": False}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "sources": [{"name": "f", "kind": "class_folder", "root": str(root)}],
+                "workers": 1,
+                "report": False,
+            }
+        )
+    )
     assert _run_cli(["--config", str(cfg), "--out", str(tmp_path / "o"), "--shards", "--no-progress"]) == 0
     assert "kept 4" in capsys.readouterr().out
     assert list((tmp_path / "o" / "shards").glob("*.tar"))
@@ -134,7 +163,14 @@ def test_cli_curate(tmp_path, capsys):
 def test_copies_follow_their_duplicate_original(tmp_path):
     root = _class_folder(tmp_path / "imgs", n=4)
     (root / "Forest" / "z_copy.jpg").write_bytes((root / "Forest" / "img_1.jpg").read_bytes())
-    src = [{"name": "f", "kind": "class_folder", "root": str(root), "metadata": {"gsd_m": 10},
-            "gsd_factors": [1, 2]}]
+    src = [
+        {
+            "name": "f",
+            "kind": "class_folder",
+            "root": str(root),
+            "metadata": {"gsd_m": 10},
+            "gsd_factors": [1, 2],
+        }
+    ]
     res = curate(_config(src), tmp_path / "o", show_progress=False)
     assert res.kept == 8 and res.dropped == {"exact_duplicate": 2}  # z_copy and z_copy@x2

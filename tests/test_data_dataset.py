@@ -14,9 +14,17 @@ def manifest(tmp_path):
     recs = []
     for i in range(6):
         save_jpeg(tmp_path / "img" / f"{i}.jpg", textured(i, 48))
-        recs.append({"id": f"s/{i}", "path": f"img/{i}.jpg", "captions": [f"A {i}.", f"B {i}.", f"C {i}."],
-                     "metadata": {"gsd_m": 10.0, "lat": 47.0, "lon": -99.0}, "split": "train" if i < 5 else "val",
-                     "source": "s", "label": "Forest"})
+        recs.append(
+            {
+                "id": f"s/{i}",
+                "path": f"img/{i}.jpg",
+                "captions": [f"A {i}.", f"B {i}.", f"C {i}."],
+                "metadata": {"gsd_m": 10.0, "lat": 47.0, "lon": -99.0},
+                "split": "train" if i < 5 else "val",
+                "source": "s",
+                "label": "Forest",
+            }
+        )
     (tmp_path / "img" / "3.jpg").write_bytes(b"broken")
     path = tmp_path / "manifest.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
@@ -62,7 +70,9 @@ def test_random_caption_per_epoch_and_fixed(manifest):
 def test_split_and_bad_arguments(manifest):
     assert len(ImageCaptionDataset(manifest, split="val")) == 1
     assert len(ImageCaptionDataset(manifest, split=None)) == 6
-    assert len(ImageCaptionDataset(manifest, split=None, image_size=64, allow_upsampling=False)) == 6  # no sizes
+    assert (
+        len(ImageCaptionDataset(manifest, split=None, image_size=64, allow_upsampling=False)) == 6
+    )  # no sizes
     recs = [{**r, "size": [48, 48]} for r in ImageCaptionDataset(manifest, split=None).records]
     assert len(ImageCaptionDataset(recs, split=None, image_size=64, allow_upsampling=False)) == 0
     assert len(ImageCaptionDataset(recs, split=None, image_size=48, allow_upsampling=False)) == 6

@@ -27,7 +27,9 @@ def test_windows_have_their_own_metadata(tmp_path):
     assert 47.0 < m0["lat"] < 47.1 and -99.1 < m0["lon"] < -98.9
     samples = list(r)
     assert all(s["image"].shape == (32, 32, 3) for s in samples)
-    assert any("10 m" in c or "10 metres" in c for s in samples if s["metadata"].gsd_m == 10.0 for c in s["captions"])
+    assert any(
+        "10 m" in c or "10 metres" in c for s in samples if s["metadata"].gsd_m == 10.0 for c in s["captions"]
+    )
 
 
 def test_geotiff_without_crs_is_dropped_with_reason(tmp_path):
@@ -47,8 +49,10 @@ def test_all_nodata_window_is_dropped(tmp_path):
     arr[:, 32:, :32][:, :, :6] = 0  # another partly nodata (6/32 columns)
     write_geotiff(tmp_path / "s.tif", arr, nodata=0)
     r = GeoTiffWindowReader("s", tmp_path, size=32)
-    results = {rec["window"][0:2].__repr__(): check_record(rec, ChecksConfig(min_valid_fraction=0.9), 2.0)
-               for rec in r.records()}
+    results = {
+        rec["window"][0:2].__repr__(): check_record(rec, ChecksConfig(min_valid_fraction=0.9), 2.0)
+        for rec in r.records()
+    }
     assert results["[0, 0]"]["status"] == "dropped" and results["[0, 0]"]["reason"] == "mostly_nodata"
     assert results["[0, 32]"]["reason"] == "mostly_nodata"  # 81% valid < 90%
     assert results["[32, 0]"]["status"] == "kept"
@@ -58,8 +62,9 @@ def test_all_nodata_window_is_dropped(tmp_path):
 def test_landsat_like_false_colour_flag(tmp_path):
     arr = np.random.default_rng(2).integers(1, 255, (4, 64, 64), dtype=np.uint8)
     write_geotiff(tmp_path / "1985.tif", arr, crs="EPSG:4326", gsd=0.0008, origin=(-74.5, -8.4))
-    r = GeoTiffWindowReader("landsat", tmp_path, size=32, bands=[1, 2, 3], false_color=True,
-                            label="tropical_rainforest")
+    r = GeoTiffWindowReader(
+        "landsat", tmp_path, size=32, bands=[1, 2, 3], false_color=True, label="tropical_rainforest"
+    )
     s = next(iter(r))
     assert s["record"]["false_color"] is True
     assert s["metadata"].date.year == 1985

@@ -30,7 +30,9 @@ def test_corrupt_jpeg_is_a_corrupt_sample(tmp_path):
 
 
 def test_truncated_tiff_is_a_corrupt_sample(tmp_path):
-    p = write_geotiff(tmp_path / "t.tif", np.random.default_rng(0).integers(0, 255, (3, 128, 128), dtype=np.uint8))
+    p = write_geotiff(
+        tmp_path / "t.tif", np.random.default_rng(0).integers(0, 255, (3, 128, 128), dtype=np.uint8)
+    )
     data = p.read_bytes()
     (tmp_path / "trunc.tif").write_bytes(data[: len(data) // 3])
     with pytest.raises(SampleError) as e:

@@ -50,8 +50,10 @@ def test_snow_fraction_of_open_land_is_exactly_the_rule():
 
 
 def test_leaf_colour_by_season():
-    summer, autumn, winter = (season_and_sun(45.0, AcquisitionDate.parse(d).day_of_year)
-                              for d in ("2020-07-10", "2020-10-25", "2020-01-10"))
+    summer, autumn, winter = (
+        season_and_sun(45.0, AcquisitionDate.parse(d).day_of_year)
+        for d in ("2020-07-10", "2020-10-25", "2020-01-10")
+    )
     assert summer.greenness == 1.0 and summer.autumn == 0.0
     assert autumn.autumn > 0.5 and autumn.greenness < 1.0
     assert winter.greenness == 0.0 and winter.autumn == 0.0
@@ -70,7 +72,10 @@ def test_sun_and_shadows():
     assert winter.rules["shadow_length_px"] > 5 * summer.rules["shadow_length_px"]
     assert winter.masks["shadow"].sum() > 3 * summer.masks["shadow"].sum() > 0
     assert winter.rules["shadow_direction"] == "north"
-    assert generate_scene(meta(-45.0, "2020-06-21"), seed=7, params=RESIDENTIAL).rules["shadow_direction"] == "south"
+    assert (
+        generate_scene(meta(-45.0, "2020-06-21"), seed=7, params=RESIDENTIAL).rules["shadow_direction"]
+        == "south"
+    )
     # Inside the tropics in local summer the sun is poleward of the zenith: shadows point to the equator.
     assert season_and_sun(10.0, 172).shadow_direction == "south"
     assert noon_sun_elevation_deg(0.0, 80) == pytest.approx(90.0, abs=1.0)  # equinox at the equator
@@ -103,7 +108,8 @@ def test_building_size_in_pixels_follows_gsd():
         sizes.append(np.median(np.sqrt(np.bincount(labels.ravel())[1:])))
     assert sizes[0] / sizes[1] == pytest.approx(2.0, rel=0.12)
     assert expected_rules(fine.metadata)["building_size_px"] == pytest.approx(
-        2 * expected_rules(coarse.metadata)["building_size_px"])
+        2 * expected_rules(coarse.metadata)["building_size_px"]
+    )
 
 
 def test_determinism_and_seeds():
@@ -118,8 +124,11 @@ def test_determinism_and_seeds():
 
 
 def test_missing_metadata_is_drawn_and_recorded():
-    s = generate_scene(Metadata(gsd_m=2.0, date="2019"), seed=9,
-                       ranges=MetadataRanges(lat=(10.0, 20.0), cloud_free_probability=0.0))
+    s = generate_scene(
+        Metadata(gsd_m=2.0, date="2019"),
+        seed=9,
+        ranges=MetadataRanges(lat=(10.0, 20.0), cloud_free_probability=0.0),
+    )
     m = s.metadata
     assert m.gsd_m == 2.0 and m.date is not None and m.date.year == 2019
     assert m.date.month is not None and m.date.day is not None
@@ -146,14 +155,27 @@ def test_written_set_is_deterministic_and_readable(tmp_path):
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert len(records) == 12
     for r in records:
-        assert {"id", "path", "window", "bands", "captions", "metadata", "split", "source", "label",
-                "false_color", "gsd_factor", "conditions"} <= set(r)
+        assert {
+            "id",
+            "path",
+            "window",
+            "bands",
+            "captions",
+            "metadata",
+            "split",
+            "source",
+            "label",
+            "false_color",
+            "gsd_factor",
+            "conditions",
+        } <= set(r)
         assert r["split"] in ("train", "val") and r["captions"] and r["source"] == "procedural"
         assert "seen from" in r["captions"][0] or "per pixel" in r["captions"][0]
         for p in [*r["masks"].values(), *r["conditions"].values()]:
             assert (tmp_path / "a" / p).is_file()
-        assert Metadata.from_dict(r["metadata"]).gsd_m == pytest.approx(r["rules"]["shadow_length_m"] /
-                                                                        r["rules"]["shadow_length_px"])
+        assert Metadata.from_dict(r["metadata"]).gsd_m == pytest.approx(
+            r["rules"]["shadow_length_m"] / r["rules"]["shadow_length_px"]
+        )
     dataset_mod = pytest.importorskip("rsgen.data.dataset")
     ds = dataset_mod.ImageCaptionDataset(manifest, split=None, image_size=32)
     assert len(ds) == 12

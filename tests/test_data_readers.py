@@ -26,10 +26,17 @@ def test_class_folder_reader(tmp_path):
 def test_karpathy_reader_with_image_folder(tmp_path):
     for f in ("1.jpg", "201.jpg"):
         save_jpeg(tmp_path / "im" / f, textured(int(f[:-4])))
-    karpathy_json(tmp_path / "k.json", [("1.jpg", ["There is a piece of farmland ."], "train"),
-                                        ("201.jpg", ["lots of boats ."], "restval"),
-                                        ("404.jpg", ["gone ."], "test")])
-    r = KarpathyReader("ucm", tmp_path / "k.json", tmp_path / "im", label_from="ucm_index", metadata={"gsd_m": 0.3})
+    karpathy_json(
+        tmp_path / "k.json",
+        [
+            ("1.jpg", ["There is a piece of farmland ."], "train"),
+            ("201.jpg", ["lots of boats ."], "restval"),
+            ("404.jpg", ["gone ."], "test"),
+        ],
+    )
+    r = KarpathyReader(
+        "ucm", tmp_path / "k.json", tmp_path / "im", label_from="ucm_index", metadata={"gsd_m": 0.3}
+    )
     samples = list(r)
     assert [s["record"]["split"] for s in samples] == ["train", "train"]
     assert samples[0]["captions"] == ["There is a piece of farmland."]
@@ -42,9 +49,13 @@ def test_karpathy_reader_with_image_folder(tmp_path):
 
 def test_coco_reader(tmp_path):
     save_jpeg(tmp_path / "square_221.jpg", textured(5))
-    coco = {"images": [{"id": 7, "file_name": "square_221.jpg"}],
-            "annotations": [{"image_id": 7, "caption": "some buildings are around a square ."},
-                            {"image_id": 7, "caption": "a square with trees ."}]}
+    coco = {
+        "images": [{"id": 7, "file_name": "square_221.jpg"}],
+        "annotations": [
+            {"image_id": 7, "caption": "some buildings are around a square ."},
+            {"image_id": 7, "caption": "a square with trees ."},
+        ],
+    }
     (tmp_path / "c.json").write_text(json.dumps(coco))
     s = next(iter(CocoCaptionsReader("rsicd", tmp_path / "c.json", tmp_path, label_from="prefix")))
     assert s["label"] == "square" and len(s["captions"]) == 2 and s["captions"][0].endswith("square.")
@@ -55,9 +66,15 @@ def test_coco_reader(tmp_path):
 def test_fmow_reader(tmp_path):
     d = tmp_path / "airport" / "airport_0"
     save_jpeg(d / "airport_0_1_rgb.jpg", textured(8, 80))
-    info = {"gsd": 0.5, "timestamp": "2016-04-18T15:23:01Z", "cloud_cover": 12, "off_nadir_angle_dbl": 14.2,
-            "raw_location": "POLYGON ((30.1 -1.9, 30.2 -1.9, 30.2 -1.8, 30.1 -1.8, 30.1 -1.9))",
-            "country_code": "RWA", "bounding_boxes": [{"category": "airport", "box": [10, 20, 40, 30], "ID": 1}]}
+    info = {
+        "gsd": 0.5,
+        "timestamp": "2016-04-18T15:23:01Z",
+        "cloud_cover": 12,
+        "off_nadir_angle_dbl": 14.2,
+        "raw_location": "POLYGON ((30.1 -1.9, 30.2 -1.9, 30.2 -1.8, 30.1 -1.8, 30.1 -1.9))",
+        "country_code": "RWA",
+        "bounding_boxes": [{"category": "airport", "box": [10, 20, 40, 30], "ID": 1}],
+    }
     (d / "airport_0_1_rgb.json").write_text(json.dumps(info))
     (d / "airport_0_2_rgb.json").write_text("{broken")
     save_jpeg(d / "airport_0_2_rgb.jpg", textured(9))

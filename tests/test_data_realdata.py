@@ -34,8 +34,11 @@ def test_ucm_karpathy_json_with_an_image_folder(tmp_path):
 
 
 def test_rsicd_coco_and_sydney_captions_clean():
-    recs = list(CocoCaptionsReader("rsicd", DATA / "captions" / "rsicd_val_coco.json", DATA,
-                                   label_from="prefix").records())
+    recs = list(
+        CocoCaptionsReader(
+            "rsicd", DATA / "captions" / "rsicd_val_coco.json", DATA, label_from="prefix"
+        ).records()
+    )
     assert len(recs) == 1092 and all(r["label"] for r in recs)
     syd = json.loads((DATA / "captions" / "sydney_karpathy.json").read_text())["images"]
     cleaned = [c for im in syd for c in clean_captions(s["raw"] for s in im["sentences"])]
@@ -51,8 +54,13 @@ def test_writer_vocabulary_overlaps_human_captions():
     for ann in json.loads((DATA / "captions" / "rsicd_val_coco.json").read_text())["annotations"]:
         human.update(caption_words(ann["caption"]))
     w = CaptionWriter()
-    tokens = [t for label in ("AnnualCrop", "Forest", "Residential", "River", "SeaLake", "Highway")
-              for i in range(30) for c in w.captions(label, None, n=5, key=str(i)) for t in caption_words(c)]
+    tokens = [
+        t
+        for label in ("AnnualCrop", "Forest", "Residential", "River", "SeaLake", "Highway")
+        for i in range(30)
+        for c in w.captions(label, None, n=5, key=str(i))
+        for t in caption_words(c)
+    ]
     covered = sum(t in human for t in tokens) / len(tokens)
     assert covered > 0.85, f"only {covered:.0%} of caption words occur in the human captions"
 
@@ -60,8 +68,15 @@ def test_writer_vocabulary_overlaps_human_captions():
 def test_eurosat_and_naip_windows():
     r = ClassFolderReader("eurosat", DATA / "eurosat-rgb" / "val", metadata={"gsd_m": 10}, limit=3)
     assert [s["image"].shape for s in r] == [(64, 64, 3)] * 3
-    naip = GeoTiffWindowReader("naip", DATA / "naip-timeseries", size=64, bands=[1, 2, 3], gsd_factors=[1, 4],
-                               label="prairie_farmland", limit=200)
+    naip = GeoTiffWindowReader(
+        "naip",
+        DATA / "naip-timeseries",
+        size=64,
+        bands=[1, 2, 3],
+        gsd_factors=[1, 4],
+        label="prairie_farmland",
+        limit=200,
+    )
     samples = list(naip)
     m = samples[0]["metadata"]
     assert m.gsd_m == pytest.approx(5.0) and m.date.year == 2009 and m.date.month == 8

@@ -12,13 +12,33 @@ def _records(tmp_path, n=7):
     recs = []
     for i in range(n):
         p = save_jpeg(tmp_path / "img" / f"{i}.jpg", textured(i))
-        recs.append({"id": f"src/img.{i}", "path": str(p), "window": None, "bands": None,
-                     "captions": [f"Caption {i}.", f"Other {i}."], "metadata": {"gsd_m": 10.0, "date": "2019-07"},
-                     "split": "train" if i < 5 else "val", "source": "src", "label": "Forest",
-                     "false_color": False, "gsd_factor": 1.0, "conditions": None})
+        recs.append(
+            {
+                "id": f"src/img.{i}",
+                "path": str(p),
+                "window": None,
+                "bands": None,
+                "captions": [f"Caption {i}.", f"Other {i}."],
+                "metadata": {"gsd_m": 10.0, "date": "2019-07"},
+                "split": "train" if i < 5 else "val",
+                "source": "src",
+                "label": "Forest",
+                "false_color": False,
+                "gsd_factor": 1.0,
+                "conditions": None,
+            }
+        )
     tif = write_geotiff(tmp_path / "s.tif", textured(99, 64).transpose(2, 0, 1).copy())
-    recs.append({**recs[0], "id": "src/win", "path": str(tif), "window": [16, 16, 32, 32], "gsd_factor": 2.0,
-                 "metadata": {"gsd_m": 20.0}})
+    recs.append(
+        {
+            **recs[0],
+            "id": "src/win",
+            "path": str(tif),
+            "window": [16, 16, 32, 32],
+            "gsd_factor": 2.0,
+            "metadata": {"gsd_m": 20.0},
+        }
+    )
     return recs
 
 
@@ -38,6 +58,7 @@ def test_shard_round_trip(tmp_path):
     assert by_id["src/win"]["image"].shape == (16, 16, 3)  # window 32 px averaged down by 2
     # PNG is lossless: the shard holds exactly the pixels the loader produced
     from rsgen.data.images import load_image
+
     assert np.array_equal(by_id["src/img.3"]["image"], load_image(recs[3]["path"]).array)
 
 

@@ -23,13 +23,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _labelled(n: int, seed: int) -> LabelledImages:
-    x = np.concatenate([smooth_images(n, seed, tint=(0.2, 0.5, 0.2)), smooth_images(n, seed + 50, tint=(0.1, 0.2, 0.6))])
+    x = np.concatenate(
+        [smooth_images(n, seed, tint=(0.2, 0.5, 0.2)), smooth_images(n, seed + 50, tint=(0.1, 0.2, 0.6))]
+    )
     return LabelledImages(x, np.repeat([0, 1], n), CLASSES, "fake")
 
 
 def test_synthetic_from_generated_folder(tmp_path) -> None:
     x = _labelled(3, seed=1).images
-    records = [{"prompt": "a dense forest"}] * 3 + [{"prompt": "x", "label": "sea_lake"}] * 2 + [{"prompt": "?"}]
+    records = (
+        [{"prompt": "a dense forest"}] * 3 + [{"prompt": "x", "label": "sea_lake"}] * 2 + [{"prompt": "?"}]
+    )
     write_generated_set(tmp_path / "gen", x, records)
     data = synthetic_from_folder(tmp_path / "gen", CLASSES)
     assert list(data.labels) == [0, 0, 0, 1, 1] and data.skipped == 1
@@ -41,7 +45,10 @@ def test_synthetic_from_generated_folder(tmp_path) -> None:
 def test_augmentation_test_tiny_case() -> None:
     real, synth, test = _labelled(20, 0), _labelled(20, 10), _labelled(15, 20)
     cfg = AugmentationConfig(
-        n_real_per_class=(2, 5), m_synthetic_per_class=10, seeds=(0, 1), steps=8,
+        n_real_per_class=(2, 5),
+        m_synthetic_per_class=10,
+        seeds=(0, 1),
+        steps=8,
         classifier=ClassifierTrainConfig(epochs=0, batch_size=16, channels=(8, 16), stem_channels=8),
     )
     rows = augmentation_test(synth, real, test, cfg)

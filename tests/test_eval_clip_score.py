@@ -27,8 +27,10 @@ class FakeText:
 
         out = []
         for t in texts:
-            vecs = [torch.from_numpy(np.random.default_rng(abs(hash(w)) % 2**32).normal(size=384)).float()
-                    for w in t.split()]
+            vecs = [
+                torch.from_numpy(np.random.default_rng(abs(hash(w)) % 2**32).normal(size=384)).float()
+                for w in t.split()
+            ]
             out.append(torch.stack(vecs).mean(0))
         return torch.stack(out)
 
@@ -90,10 +92,22 @@ def test_local_clip_checkpoint_is_loaded_and_scored(tmp_path) -> None:
     tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
     image_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     cfg = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 77},
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     torch.manual_seed(0)
@@ -103,7 +117,10 @@ def test_local_clip_checkpoint_is_loaded_and_scored(tmp_path) -> None:
     images, texts = smooth_images(3, size=64), ["a forest", "a river", "a lake"]
     score = local_clip_score(images, texts, tmp_path / "clip")
     with torch.no_grad():
-        out = model(**CLIPProcessor.from_pretrained(tmp_path / "clip")(
-            text=texts, images=list(images), return_tensors="pt", padding=True))
+        out = model(
+            **CLIPProcessor.from_pretrained(tmp_path / "clip")(
+                text=texts, images=list(images), return_tensors="pt", padding=True
+            )
+        )
     cos = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds)
     assert score == pytest.approx(float(100 * cos.clamp(min=0).mean()), abs=1e-4)

@@ -19,8 +19,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def setup(tmp_path):
     net = tiny_net(num_classes=10, size=32)
-    net.register_to_config(class_names=("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-                                        "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"))
+    net.register_to_config(
+        class_names=(
+            "AnnualCrop",
+            "Forest",
+            "HerbaceousVegetation",
+            "Highway",
+            "Industrial",
+            "Pasture",
+            "PermanentCrop",
+            "Residential",
+            "River",
+            "SeaLake",
+        )
+    )
     net.save_pretrained(tmp_path / "net")
     ref = tmp_path / "ref" / "Forest"
     for i, im in enumerate(smooth_images(30, seed=3)):
@@ -28,11 +40,17 @@ def setup(tmp_path):
     images = np.concatenate([smooth_images(12, seed=4), noise_images(4)])
     records = [
         {"prompt": "a dense forest", "metadata": {"gsd_m": 10.0}, "guidance_scale": g, "steps": 20}
-        for g in (3.0, 5.0) for _ in range(8)
+        for g in (3.0, 5.0)
+        for _ in range(8)
     ]
     gen = write_generated_set(tmp_path / "gen", images, records)
-    cfg = EvaluateConfig(reference=str(tmp_path / "ref"), image_size=32, feature_net=str(tmp_path / "net"),
-                         gsd_predictor=str(tmp_path / "no-gsd"), rs_clip=str(tmp_path / "no-clip"))
+    cfg = EvaluateConfig(
+        reference=str(tmp_path / "ref"),
+        image_size=32,
+        feature_net=str(tmp_path / "net"),
+        gsd_predictor=str(tmp_path / "no-gsd"),
+        rs_clip=str(tmp_path / "no-clip"),
+    )
     return gen, cfg
 
 
@@ -48,8 +66,13 @@ def test_evaluate_folder_writes_report(setup, tmp_path) -> None:
     gen, cfg = setup
     report = evaluate_folder(gen, tmp_path / "out", cfg)
     out = tmp_path / "out"
-    for name in ("report.md", "report.json", "samples.png", "per_class_accuracy.png",
-                 "fid_rs_vs_guidance_scale.png"):
+    for name in (
+        "report.md",
+        "report.json",
+        "samples.png",
+        "per_class_accuracy.png",
+        "fid_rs_vs_guidance_scale.png",
+    ):
         assert (out / name).is_file(), name
     dist = report["distribution"][0]
     assert dist["num_generated"] == 16 and dist["num_reference"] == 30
@@ -64,9 +87,21 @@ def test_evaluate_folder_writes_report(setup, tmp_path) -> None:
 
 def test_cli_evaluate_and_bad_input(setup, tmp_path, capsys) -> None:
     gen, cfg = setup
-    args = ["evaluate", "--images", str(gen), "--out", str(tmp_path / "cli"), "--reference", cfg.reference,
-            "--feature-net", cfg.feature_net, "image_size=32", "sweep_keys=[]", f"rs_clip={cfg.rs_clip}",
-            f"gsd_predictor={cfg.gsd_predictor}"]
+    args = [
+        "evaluate",
+        "--images",
+        str(gen),
+        "--out",
+        str(tmp_path / "cli"),
+        "--reference",
+        cfg.reference,
+        "--feature-net",
+        cfg.feature_net,
+        "image_size=32",
+        "sweep_keys=[]",
+        f"rs_clip={cfg.rs_clip}",
+        f"gsd_predictor={cfg.gsd_predictor}",
+    ]
     assert main(args) == 0
     assert "FID_RS=" in capsys.readouterr().out
     assert main(["evaluate", "--images", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
@@ -86,8 +121,14 @@ def test_generate_from_saved_model(tmp_path) -> None:
     from pipelines_tiny import tiny_pipeline
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
-    cfg = EvaluateConfig(num_images=3, num_inference_steps=2, batch_size=2, guidance_sweep=(1.0,), sweep_images=1,
-                         gsd_choices=(10.0, 20.0))
+    cfg = EvaluateConfig(
+        num_images=3,
+        num_inference_steps=2,
+        batch_size=2,
+        guidance_sweep=(1.0,),
+        sweep_images=1,
+        gsd_choices=(10.0, 20.0),
+    )
     folder = generate_class_prompt_set(tmp_path / "model", tmp_path / "gen", cfg)
     data = load_generated_set(folder, size=32)
     assert len(data) == 4 and data.samples[0].label == "AnnualCrop" and data.samples[1].label == "Forest"

@@ -61,7 +61,8 @@ def test_pixel_classes_on_constructed_images():
     img = flat(LEAF_GREEN)
     as_float = img.astype(np.float32) / 127.5 - 1.0
     assert pc.measure_leaf_colour(as_float)["greenness"] == pytest.approx(
-        pc.measure_leaf_colour(img)["greenness"], abs=0.01)
+        pc.measure_leaf_colour(img)["greenness"], abs=0.01
+    )
 
 
 @pytest.mark.parametrize("direction,length", [("north", 7), ("south", 4)])
@@ -83,8 +84,9 @@ def test_shadow_of_the_generator_recovered_at_45n():
     params = SceneParams(scene_weights=(1.0, 0.0, 0.0))
     lengths = {}
     for date in ("2020-12-21", "2020-06-21"):
-        s = generate_scene(Metadata(gsd_m=1.0, lat=45.0, lon=0.0, date=date, cloud_cover=0.0), seed=7,
-                           params=params)
+        s = generate_scene(
+            Metadata(gsd_m=1.0, lat=45.0, lon=0.0, date=date, cloud_cover=0.0), seed=7, params=params
+        )
         est = pc.measure_shadow(s.image, s.masks["buildings"])
         assert est.direction == "north"
         assert est.length_px == pytest.approx(s.rules["shadow_length_px"], abs=1.5, rel=0.15)

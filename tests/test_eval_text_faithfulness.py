@@ -53,6 +53,8 @@ def test_scores_move_the_right_way() -> None:
 
 
 def test_requested_classes_prefers_label() -> None:
-    samples = [GeneratedSample(path=None, prompt="a forest", label="River"),  # type: ignore[arg-type]
-               GeneratedSample(path=None, prompt="a forest")]  # type: ignore[arg-type]
+    samples = [
+        GeneratedSample(path=None, prompt="a forest", label="River"),  # type: ignore[arg-type]
+        GeneratedSample(path=None, prompt="a forest"),
+    ]  # type: ignore[arg-type]
     assert requested_classes(samples) == ["River", "Forest"]

@@ -22,8 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sample_dated_batch() -> None:
-    scenes = [DatedScene(GeoScene("a", torch.rand(3, 100, 150), 5.0), 2010),
-              DatedScene(GeoScene("b", torch.rand(3, 80, 90), 90.0), 1990)]
+    scenes = [
+        DatedScene(GeoScene("a", torch.rand(3, 100, 150), 5.0), 2010),
+        DatedScene(GeoScene("b", torch.rand(3, 80, 90), 90.0), 1990),
+    ]
     x, years = sample_dated_batch(scenes, 12, np.random.default_rng(0))
     assert x.shape == (12, 3, 64, 64) and x.dtype == torch.uint8
     assert set(years.tolist()) <= {2010.0, 1990.0}

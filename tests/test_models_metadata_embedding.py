@@ -8,10 +8,18 @@ from rsgen.metadata import METADATA_DIM, NUM_METADATA_FIELDS, Metadata, encode_m
 from rsgen.models.metadata_embedding import MetadataEmbedding, drop_metadata_fields
 from rsgen.models.unet import UNetConfig, build_unet, time_embed_dim
 
-TINY_UNET = UNetConfig(sample_size=8, block_out_channels=[32, 64], cross_attention_levels=[False, True],
-                       cross_attention_dim=64, attention_head_dim=4)
-METAS = [Metadata(gsd_m=10, lat=47, lon=8, date="2019-07-04", cloud_cover=0.2, off_nadir_deg=5), Metadata(gsd_m=0.3),
-         None]
+TINY_UNET = UNetConfig(
+    sample_size=8,
+    block_out_channels=[32, 64],
+    cross_attention_levels=[False, True],
+    cross_attention_dim=64,
+    attention_head_dim=4,
+)
+METAS = [
+    Metadata(gsd_m=10, lat=47, lon=8, date="2019-07-04", cloud_cover=0.2, off_nadir_deg=5),
+    Metadata(gsd_m=0.3),
+    None,
+]
 
 
 def _perturbed(emb: MetadataEmbedding) -> MetadataEmbedding:

@@ -93,18 +93,31 @@ def test_sr_stage_trains_and_samples_through_pipeline_and_cascade(tmp_path, fact
     pipe.set_progress_bar_config(disable=True)
     assert pipe.is_super_resolution and pipe.sr_factor == factor  # read from the saved UNet config
     low = torch.rand(2, 3, 64 // factor, 64 // factor) * 2 - 1
-    out = pipe(["a", "b"], Metadata(gsd_m=0.5), height=64, width=64, low_res=low, num_inference_steps=2,
-               guidance_text=1.0, output_type="pt", progress=False)
+    out = pipe(
+        ["a", "b"],
+        Metadata(gsd_m=0.5),
+        height=64,
+        width=64,
+        low_res=low,
+        num_inference_steps=2,
+        guidance_text=1.0,
+        output_type="pt",
+        progress=False,
+    )
     assert out.images.shape == (2, 3, 64, 64) and torch.isfinite(out.images).all()
 
-    cascade = Cascade(CascadeConfig([StageConfig("base", "x"), StageConfig("sr", "y", factor=factor, steps=2)]),
-                      loader=lambda s: tiny_pipeline() if s.name == "base" else pipe)
+    cascade = Cascade(
+        CascadeConfig([StageConfig("base", "x"), StageConfig("sr", "y", factor=factor, steps=2)]),
+        loader=lambda s: tiny_pipeline() if s.name == "base" else pipe,
+    )
     res = cascade("a forest", Metadata(gsd_m=0.5), size=(64, 64), steps=2, guidance_text=1.0, progress=False)
     assert [im.shape for im in res.stage_images] == [(1, 64 // factor, 64 // factor, 3), (1, 64, 64, 3)]
     assert [m.gsd_m for m in res.stage_metadata] == [0.5 * factor, 0.5]
     wrong = 4 if factor == 2 else 2
-    bad = Cascade(CascadeConfig([StageConfig("base", "x"), StageConfig("sr", "y", factor=wrong)]),
-                  loader=lambda s: tiny_pipeline() if s.name == "base" else pipe)
+    bad = Cascade(
+        CascadeConfig([StageConfig("base", "x"), StageConfig("sr", "y", factor=wrong)]),
+        loader=lambda s: tiny_pipeline() if s.name == "base" else pipe,
+    )
     with pytest.raises(ConfigError, match=f"x{factor} super-resolution"):
         bad("a", None, size=(64, 64), steps=1, progress=False)
 
@@ -145,8 +158,9 @@ def test_crop_batch_shapes_alignment_and_gsd(tmp_path):
     assert out["pixel_values"].shape == (b, 3, crop, crop)
     for i, meta in enumerate(out["metadata"]):
         # The low-res crop is the degraded output crop: the same ground with `factor` times fewer pixels.
-        assert torch.allclose(out["low_res"][i].float(), degrade(out["pixel_values"][i : i + 1], factor)[0],
-                              atol=2e-3)
+        assert torch.allclose(
+            out["low_res"][i].float(), degrade(out["pixel_values"][i : i + 1], factor)[0], atol=2e-3
+        )
         window_m = ds.records[int(out["index"][i])]["window"][2] * 0.5  # ground side of the 64 px image
         crop_m = window_m * crop / 64
         output_gsd, input_gsd = crop_m / out["pixel_values"].shape[-1], crop_m / out["low_res"].shape[-1]
@@ -154,11 +168,17 @@ def test_crop_batch_shapes_alignment_and_gsd(tmp_path):
         assert output_gsd == pytest.approx(input_gsd / factor)
         # Latent crop and pixel crop come from the same place of the full image.
         full = batch["pixel_values"][i]
-        pos = [(t, left) for t in range(0, 64 - crop + 1, 4) for left in range(0, 64 - crop + 1, 4)
-               if torch.equal(full[:, t : t + crop, left : left + crop], out["pixel_values"][i])]
+        pos = [
+            (t, left)
+            for t in range(0, 64 - crop + 1, 4)
+            for left in range(0, 64 - crop + 1, 4)
+            if torch.equal(full[:, t : t + crop, left : left + crop], out["pixel_values"][i])
+        ]
         assert len(pos) == 1
         t, left = pos[0]
-        assert torch.equal(out["latent_mean"][i], mean[i, :, t // 4 : (t + crop) // 4, left // 4 : (left + crop) // 4])
+        assert torch.equal(
+            out["latent_mean"][i], mean[i, :, t // 4 : (t + crop) // 4, left // 4 : (left + crop) // 4]
+        )
     loss, _ = task.loss(cached, torch.Generator().manual_seed(0))  # the loss runs on the crops
     assert torch.isfinite(loss)
     with pytest.raises(ConfigError, match="sr.crop"):

@@ -29,8 +29,13 @@ from rsgen.models.vae import (
     vae_scale_factor,
 )
 
-TINY = UNetConfig(sample_size=8, block_out_channels=[32, 64], cross_attention_levels=[False, True],
-                  cross_attention_dim=64, attention_head_dim=4)
+TINY = UNetConfig(
+    sample_size=8,
+    block_out_channels=[32, 64],
+    cross_attention_levels=[False, True],
+    cross_attention_dim=64,
+    attention_head_dim=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +46,12 @@ def unet():
 
 def _inputs(b=2, c=4):
     g = torch.Generator().manual_seed(0)
-    return (torch.randn((b, c, 8, 8), generator=g), torch.tensor([5, 700][:b]), torch.randn((b, 32, 384), generator=g),
-            torch.randn((b, 128), generator=g))
+    return (
+        torch.randn((b, c, 8, 8), generator=g),
+        torch.tensor([5, 700][:b]),
+        torch.randn((b, 32, 384), generator=g),
+        torch.randn((b, 128), generator=g),
+    )
 
 
 def test_build_uses_identity_class_embedding_and_text_projection(unet):
@@ -58,8 +67,9 @@ def test_unet_save_load_equality(unet, tmp_path):
     loaded = load_unet(tmp_path)  # a pipeline root with unet/ works
     x, t, ctx, cl = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x, t, ctx, class_labels=cl).sample, unet(x, t, ctx, class_labels=cl).sample,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded(x, t, ctx, class_labels=cl).sample, unet(x, t, ctx, class_labels=cl).sample, rtol=0, atol=0
+        )
     with pytest.raises(WeightsNotFoundError):
         load_unet(tmp_path / "nowhere")
 
@@ -68,10 +78,15 @@ def test_adapting_a_pretrained_unet_keeps_its_output(tmp_path):
     """A 'pretrained' UNet without class embedding: after adapting (identity class embedding, more input
     channels) it predicts exactly as before when the metadata embedding is at its zero init."""
     torch.manual_seed(0)
-    plain = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1,
-                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64,
-                                 attention_head_dim=4).eval()
+    plain = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=4,
+    ).eval()
     x, t, _, _ = _inputs()
     ctx = torch.randn(2, 7, 64)
     with torch.no_grad():
@@ -173,9 +188,17 @@ def test_text_encoder_loads_clip_from_a_local_folder(tmp_path):
     (tmp_path / "tokenizer").mkdir()
     (tmp_path / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
-    cfg = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1)
+    cfg = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
     CLIPTextModel(cfg).save_pretrained(tmp_path / "text_encoder")
     tok, model = load_text_encoder(tmp_path)
     assert type(model).__name__ == "CLIPTextModel" and "clip" in type(tok).__name__.lower()

@@ -14,7 +14,9 @@ from rsgen.pipelines.whatif import SourceImage, labelled_grid, parse_sweep, run_
 
 
 def _config() -> CascadeConfig:
-    return CascadeConfig([StageConfig("base", "x"), StageConfig("sr2", "y", factor=2, steps=2, guidance_text=1.0)])
+    return CascadeConfig(
+        [StageConfig("base", "x"), StageConfig("sr2", "y", factor=2, steps=2, guidance_text=1.0)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,9 @@ def test_cascade_stage_gsd_and_skip(pipes):
     cascade = Cascade(_config(), loader=lambda s: pipes[s.name])
     gsds: list[float] = []
     orig = pipes["sr2"].embed_metadata
-    pipes["sr2"].embed_metadata = lambda metas, *a, **k: (gsds.append(metas[0].gsd_m), orig(metas, *a, **k))[1]
+    pipes["sr2"].embed_metadata = lambda metas, *a, **k: (gsds.append(metas[0].gsd_m), orig(metas, *a, **k))[
+        1
+    ]
     try:
         meta = Metadata(gsd_m=0.5, lat=10.0, lon=20.0)
         res = cascade(["a", "b"], meta, size=(64, 64), steps=2, n=1, seed=3, progress=False)
@@ -63,8 +67,9 @@ def test_whatif_sweep_keeps_seed_and_georef(pipes):
     vs = variants(base, "fields", "month", values)
     assert [v.label for v in vs] == ["Jan", "Apr", "Jul", "Oct"] and vs[1].metadata.date.month == 4
     src = SourceImage(torch.rand(1, 3, 32, 32) * 2 - 1, None, base, None)
-    res = run_whatif(pipes["base"], src, "fields", "month", values[:2], strength=0.5, steps=2, seed=1,
-                     progress=False)
+    res = run_whatif(
+        pipes["base"], src, "fields", "month", values[:2], strength=0.5, steps=2, seed=1, progress=False
+    )
     assert len(res.images) == 2 and np.abs(res.images[0] - res.images[1]).max() > 0
     g = run_whatif(pipes["base"], src, "fields", "gsd", ["2"], strength=0.5, steps=2, progress=False)
     assert g.images[0].shape == (16, 16, 3) and g.metadata[0].gsd_m == 2.0  # same footprint, coarser grid

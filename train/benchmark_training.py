@@ -31,9 +31,14 @@ class SyntheticImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         g = torch.Generator().manual_seed(i)
-        return {"pixel_values": torch.rand((3, self.size, self.size), generator=g) * 2 - 1,
-                "caption": f"a satellite image of class {i % 10}", "metadata": self.metas[i % 3], "index": i,
-                "source": "synthetic", "label": None}
+        return {
+            "pixel_values": torch.rand((3, self.size, self.size), generator=g) * 2 - 1,
+            "caption": f"a satellite image of class {i % 10}",
+            "metadata": self.metas[i % 3],
+            "index": i,
+            "source": "synthetic",
+            "label": None,
+        }
 
 
 def plain_diffusers_images_per_s(cfg, steps: int) -> float:
@@ -87,8 +92,11 @@ def main() -> None:
         plain = plain_diffusers_images_per_s(cfg, args.steps)
         ours = rsgen_images_per_s(cfg, args.steps)
         s = cfg.unet.sample_size
-        print(f"| {name} | {n / 1e6:.1f} M | {cfg.optim.batch_size} | {s}x{s} | {ours:.1f} | {plain:.1f} | "
-              f"{ours / plain:.2f} |", flush=True)
+        print(
+            f"| {name} | {n / 1e6:.1f} M | {cfg.optim.batch_size} | {s}x{s} | {ours:.1f} | {plain:.1f} | "
+            f"{ours / plain:.2f} |",
+            flush=True,
+        )
     print(f"(threads={args.threads}, torch {torch.__version__}, {Path(__file__).name})")
 
 

@@ -1,6 +1,6 @@
 """Curate the project's training and reference sets (a thin wrapper over ``rsgen curate``).
 
-    python train/curate_data.py --config curated --out data/curated
+python train/curate_data.py --config curated --out data/curated
 """
 
 import sys

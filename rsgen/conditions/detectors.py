@@ -34,8 +34,13 @@ def _resolution(rgb: np.ndarray, size: tuple[int, int], detect_resolution: int |
     return detect_resolution or max(64, min(*rgb.shape[:2], *size))
 
 
-def _detect(detector: Callable[..., np.ndarray], rgb: np.ndarray, size: tuple[int, int],
-            detect_resolution: int | None, **kwargs: Any) -> np.ndarray:
+def _detect(
+    detector: Callable[..., np.ndarray],
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    detect_resolution: int | None,
+    **kwargs: Any,
+) -> np.ndarray:
     """Run a controlnet-aux detector at the coarser of the source and output resolutions, then resize.
 
     controlnet-aux would upsample to 512 px by default, which blurs 64-256 px remote-sensing tiles and
@@ -46,7 +51,9 @@ def _detect(detector: Callable[..., np.ndarray], rgb: np.ndarray, size: tuple[in
     return resize(out, size)
 
 
-def auto_canny_thresholds(rgb: np.ndarray, percentile: float = 90.0, floor: float = 40.0) -> tuple[float, float]:
+def auto_canny_thresholds(
+    rgb: np.ndarray, percentile: float = 90.0, floor: float = 40.0
+) -> tuple[float, float]:
     """Canny (low, high) from the image's own gradients: high = the ``percentile`` of the Sobel L1 gradient
     magnitude (max over channels), at least ``floor`` so flat scenes (water) stay empty; low = 0.4 * high."""
     import cv2
@@ -61,8 +68,14 @@ def auto_canny_thresholds(rgb: np.ndarray, percentile: float = 90.0, floor: floa
 
 
 @register_condition("canny", "image", "Canny edges (controlnet-aux), thresholds adapted to the tile")
-def canny(rgb: np.ndarray, size: tuple[int, int], *, low_threshold: float | None = None,
-          high_threshold: float | None = None, detect_resolution: int | None = None) -> np.ndarray:
+def canny(
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    *,
+    low_threshold: float | None = None,
+    high_threshold: float | None = None,
+    detect_resolution: int | None = None,
+) -> np.ndarray:
     """Canny edge map. Thresholds default to :func:`auto_canny_thresholds` of the image at detection size."""
     res = _resolution(rgb, size, detect_resolution)
     if low_threshold is None or high_threshold is None:
@@ -70,13 +83,26 @@ def canny(rgb: np.ndarray, size: tuple[int, int], *, low_threshold: float | None
         low_threshold = auto_low if low_threshold is None else low_threshold
         high_threshold = auto_high if high_threshold is None else high_threshold
     detector = _aux("canny", "CannyDetector")()
-    return _detect(detector, rgb, size, res, image_resolution=res,
-                   low_threshold=low_threshold, high_threshold=high_threshold)
+    return _detect(
+        detector,
+        rgb,
+        size,
+        res,
+        image_resolution=res,
+        low_threshold=low_threshold,
+        high_threshold=high_threshold,
+    )
 
 
 @register_condition("lineart", "image", "standard line art (controlnet-aux LineartStandardDetector)")
-def lineart(rgb: np.ndarray, size: tuple[int, int], *, gaussian_sigma: float | None = None,
-            intensity_threshold: int = 8, detect_resolution: int | None = None) -> np.ndarray:
+def lineart(
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    *,
+    gaussian_sigma: float | None = None,
+    intensity_threshold: int = 8,
+    detect_resolution: int | None = None,
+) -> np.ndarray:
     """Line art; ``gaussian_sigma`` defaults to controlnet-aux's 6 px at 512 px, scaled to the detection size."""
     res = _resolution(rgb, size, detect_resolution)
     sigma = gaussian_sigma if gaussian_sigma is not None else max(1.0, 6.0 * res / 512)
@@ -85,8 +111,14 @@ def lineart(rgb: np.ndarray, size: tuple[int, int], *, gaussian_sigma: float | N
 
 
 @register_condition("shuffle", "image", "content shuffle (controlnet-aux ContentShuffleDetector), seeded")
-def shuffle(rgb: np.ndarray, size: tuple[int, int], *, seed: int = 0, f: int | None = None,
-            detect_resolution: int | None = None) -> np.ndarray:
+def shuffle(
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    *,
+    seed: int = 0,
+    f: int | None = None,
+    detect_resolution: int | None = None,
+) -> np.ndarray:
     """Randomly warped image; ``seed`` makes it repeatable, ``f`` (noise scale, px) defaults to half the size."""
     res = _resolution(rgb, size, detect_resolution)
     detector = _aux("shuffle", "ContentShuffleDetector")()
@@ -104,12 +136,14 @@ def find_annotators(folder: str | os.PathLike | None, kind: str, files: Sequence
     if not where:
         raise WeightsNotFoundError(
             f"condition {kind!r} needs {', '.join(files)} from lllyasviel/Annotators; pass annotators_dir= "
-            f"or set ${ANNOTATORS_ENV} to a local folder holding them (rsgen never downloads weights)")
+            f"or set ${ANNOTATORS_ENV} to a local folder holding them (rsgen never downloads weights)"
+        )
     path = Path(where)
     missing = [f for f in files if not (path / f).is_file()]
     if missing:
         raise WeightsNotFoundError(
-            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators files)")
+            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators files)"
+        )
     return path
 
 
@@ -120,8 +154,14 @@ def _weighted_detector(kind: str, folder: str) -> Any:
 
 
 def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:
-    def make(rgb: np.ndarray, size: tuple[int, int], *, annotators_dir: str | None = None,
-             detect_resolution: int | None = None, **kwargs: Any) -> np.ndarray:
+    def make(
+        rgb: np.ndarray,
+        size: tuple[int, int],
+        *,
+        annotators_dir: str | None = None,
+        detect_resolution: int | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
         folder = find_annotators(annotators_dir, kind, CONDITION_TYPES[kind].weights)
         detector = _weighted_detector(kind, str(folder))
         res = _resolution(rgb, size, detect_resolution)
@@ -139,4 +179,6 @@ _WEIGHTED: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "normalbae": ("normalbae", "NormalBaeDetector", ("scannet.pt",), "NormalBAE surface normals"),
 }
 for _kind, (_m, _c, _files, _help) in _WEIGHTED.items():
-    register_condition(_kind, "image", f"{_help} (needs {', '.join(_files)})", weights=_files)(_weighted_maker(_kind))
+    register_condition(_kind, "image", f"{_help} (needs {', '.join(_files)})", weights=_files)(
+        _weighted_maker(_kind)
+    )

@@ -21,8 +21,9 @@ def _grey(values01: np.ndarray) -> np.ndarray:
 
 
 @register_condition("height", "raster", "heights (DSM / height above ground) scaled from a metres range")
-def height(values: np.ndarray, *, range_m: tuple[float, float] | str = (0.0, 50.0),
-           nodata_value: float = 0.0) -> np.ndarray:
+def height(
+    values: np.ndarray, *, range_m: tuple[float, float] | str = (0.0, 50.0), nodata_value: float = 0.0
+) -> np.ndarray:
     """Grey height map: ``range_m`` (low, high) metres maps to 0..255 (clipped); ``"auto"`` uses the tile's
     min and max (logged). Nodata and off-raster pixels get ``nodata_value`` (in [0, 1])."""
     if values.shape[0] != 1:
@@ -31,7 +32,9 @@ def height(values: np.ndarray, *, range_m: tuple[float, float] | str = (0.0, 50.
     finite = np.isfinite(h)
     if isinstance(range_m, str):
         if range_m != "auto" or not finite.any():
-            raise ConfigError(f"height: range_m {range_m!r} must be (low, high) metres or 'auto' with valid pixels")
+            raise ConfigError(
+                f"height: range_m {range_m!r} must be (low, high) metres or 'auto' with valid pixels"
+            )
         range_m = (float(h[finite].min()), float(h[finite].max()))
         logger.info("height: auto range %.2f..%.2f m", *range_m)
     low, high = (float(v) for v in range_m)
@@ -57,9 +60,12 @@ def _voc_palette(n: int = 256) -> np.ndarray:
 SEGMENTATION_PALETTE = _voc_palette()  # (256, 3) uint8; row k is the colour of class k
 
 
-@register_condition("segmentation", "raster", "class-index map coloured with a fixed palette",
-                    resampling="nearest")
-def segmentation(values: np.ndarray, *, palette: np.ndarray | None = None, nodata_class: int = 0) -> np.ndarray:
+@register_condition(
+    "segmentation", "raster", "class-index map coloured with a fixed palette", resampling="nearest"
+)
+def segmentation(
+    values: np.ndarray, *, palette: np.ndarray | None = None, nodata_class: int = 0
+) -> np.ndarray:
     """Class indexes 0..255 -> :data:`SEGMENTATION_PALETTE` colours; nodata becomes ``nodata_class``.
     A 3-band source is taken as an already colour-coded map and passed through."""
     if values.shape[0] == 3:
@@ -81,14 +87,20 @@ def footprints(geoms: list[tuple[dict, dict]], grid: Any, *, all_touched: bool =
 
     mask = np.zeros((grid.height, grid.width), np.uint8)
     if geoms:
-        mask = rasterize([(g, 1) for g, _ in geoms], out_shape=mask.shape, transform=grid.transform,
-                         all_touched=all_touched, dtype="uint8")
+        mask = rasterize(
+            [(g, 1) for g, _ in geoms],
+            out_shape=mask.shape,
+            transform=grid.transform,
+            all_touched=all_touched,
+            dtype="uint8",
+        )
     return _grey(mask.astype(np.float64))
 
 
 @register_condition("roads", "vector", "road lines from GeoJSON drawn with a width in metres")
-def roads(geoms: list[tuple[dict, dict]], grid: Any, *, width_m: float = 8.0,
-          width_property: str | None = "width") -> np.ndarray:
+def roads(
+    geoms: list[tuple[dict, dict]], grid: Any, *, width_m: float = 8.0, width_property: str | None = "width"
+) -> np.ndarray:
     """White roads on black: every pixel within half the road width (metres, per-feature ``width_property`` if
     set and present, else ``width_m``) of the line; a road narrower than a pixel is still one pixel wide."""
     from rasterio.features import rasterize
@@ -102,8 +114,13 @@ def roads(geoms: list[tuple[dict, dict]], grid: Any, *, width_m: float = 8.0,
         by_width.setdefault(w, []).append(g)
     sampling = pixel_size_m(grid)  # (dy, dx) metres
     for w, group in by_width.items():
-        centre = rasterize([(g, 1) for g in group], out_shape=mask.shape, transform=grid.transform,
-                           all_touched=True, dtype="uint8").astype(bool)
+        centre = rasterize(
+            [(g, 1) for g in group],
+            out_shape=mask.shape,
+            transform=grid.transform,
+            all_touched=True,
+            dtype="uint8",
+        ).astype(bool)
         if centre.any():
             mask |= distance_transform_edt(~centre, sampling=sampling) <= w / 2
     return _grey(mask.astype(np.float64))

@@ -102,11 +102,16 @@ def make_condition(
         size = (grid.height, grid.width)
     if ctype.source == "vector":
         if grid is None:
-            raise ConfigError(f"condition {kind!r}: a GeoJSON source needs georef= (the grid to rasterize onto)")
+            raise ConfigError(
+                f"condition {kind!r}: a GeoJSON source needs georef= (the grid to rasterize onto)"
+            )
         out = ctype.make(load_geometries(source, grid, options.pop("crs", None)), grid, **options)
         if not out.any():
-            logger.warning("condition %r: no feature of %s falls on the output grid; the map is empty",
-                           kind, source if isinstance(source, (str, Path)) else "the GeoJSON")
+            logger.warning(
+                "condition %r: no feature of %s falls on the output grid; the map is empty",
+                kind,
+                source if isinstance(source, (str, Path)) else "the GeoJSON",
+            )
     elif ctype.source == "raster":
         values = load_values(source, band, grid, size, ctype.resampling, options.pop("nodata", None))
         out = ctype.make(values, **options)

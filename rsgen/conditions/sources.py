@@ -17,7 +17,9 @@ import numpy as np
 
 from rsgen.errors import ConfigError, DataError, GeoTiffError
 
-DEFAULT_VECTOR_CRS = "EPSG:4326"  # GeoJSON (RFC 7946) coordinates are lon/lat unless a "crs" member says otherwise
+DEFAULT_VECTOR_CRS = (
+    "EPSG:4326"  # GeoJSON (RFC 7946) coordinates are lon/lat unless a "crs" member says otherwise
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 BAND_RE = re.compile(r"^(.+):(\d+(?:,\d+)*)$")
 
@@ -69,8 +71,15 @@ def output_grid(georef: Any, size: tuple[int, int] | None) -> Any:
     return georef
 
 
-def read_raster(path: str, bands: Sequence[int] | None, grid: Any, size: tuple[int, int] | None,
-                 resampling: str, nodata: float | None, rgb: bool = False) -> np.ndarray:
+def read_raster(
+    path: str,
+    bands: Sequence[int] | None,
+    grid: Any,
+    size: tuple[int, int] | None,
+    resampling: str,
+    nodata: float | None,
+    rgb: bool = False,
+) -> np.ndarray:
     """Bands of a raster as float64 (C, H, W) with NaN where nodata or off the source, on ``grid`` if given."""
     import rasterio
     from rasterio.enums import Resampling
@@ -87,10 +96,19 @@ def read_raster(path: str, bands: Sequence[int] | None, grid: Any, size: tuple[i
             src_nodata = nodata if nodata is not None else src.nodata
             if grid is not None:
                 if src.crs is None:
-                    raise GeoTiffError(f"{path}: has no CRS, so it cannot be reprojected onto the output grid "
-                                       "(give no georef to only resize it)")
-                with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                               height=grid.height, resampling=method, src_nodata=src_nodata) as vrt:
+                    raise GeoTiffError(
+                        f"{path}: has no CRS, so it cannot be reprojected onto the output grid "
+                        "(give no georef to only resize it)"
+                    )
+                with WarpedVRT(
+                    src,
+                    crs=grid.crs,
+                    transform=grid.transform,
+                    width=grid.width,
+                    height=grid.height,
+                    resampling=method,
+                    src_nodata=src_nodata,
+                ) as vrt:
                     data = vrt.read(list(bands), masked=True)
             else:
                 out_shape = (len(bands), *(size or (src.height, src.width)))
@@ -158,8 +176,9 @@ def load_rgb(source: Any, band: Any, grid: Any) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3])  # (h, w, 3)
 
 
-def load_values(source: Any, band: Any, grid: Any, size: tuple[int, int] | None, resampling: str,
-                 nodata: float | None) -> np.ndarray:
+def load_values(
+    source: Any, band: Any, grid: Any, size: tuple[int, int] | None, resampling: str, nodata: float | None
+) -> np.ndarray:
     """A raster source as float64 (C, H, W) with NaN for nodata; plain images and arrays are only resized."""
     if isinstance(source, str) and not source.lower().endswith(IMAGE_SUFFIXES):
         return read_raster(source, band_list(band), grid, size, resampling, nodata)
@@ -173,7 +192,9 @@ def load_values(source: Any, band: Any, grid: Any, size: tuple[int, int] | None,
             raise DataError(f"{source}: not a readable image ({e})") from None
     else:
         arr = np.asarray(source)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):  # (C, H, W) -> (H, W, C)
+    if (
+        arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4)
+    ):  # (C, H, W) -> (H, W, C)
         arr = arr.transpose(1, 2, 0)
     arr = arr.astype(np.float64)
     if nodata is not None:
@@ -202,11 +223,20 @@ def load_geometries(source: Any, grid: Any, crs: Any) -> list[tuple[dict, dict]]
         feats = source.get("features") or []
     elif kind == "Feature":
         feats = [source]
-    elif kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
-                  "GeometryCollection"):
+    elif kind in (
+        "Point",
+        "MultiPoint",
+        "LineString",
+        "MultiLineString",
+        "Polygon",
+        "MultiPolygon",
+        "GeometryCollection",
+    ):
         feats = [{"geometry": source, "properties": {}}]
     else:
-        raise DataError(f"{name}: not GeoJSON (type {kind!r}; expected a FeatureCollection, Feature or geometry)")
+        raise DataError(
+            f"{name}: not GeoJSON (type {kind!r}; expected a FeatureCollection, Feature or geometry)"
+        )
     pairs = [(f["geometry"], f.get("properties") or {}) for f in feats if f.get("geometry")]
     if crs is None:
         crs = ((source.get("crs") or {}).get("properties") or {}).get("name") or DEFAULT_VECTOR_CRS

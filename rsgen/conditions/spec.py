@@ -82,7 +82,9 @@ def parse_control_spec(spec: str, *, check_exists: bool = True) -> ControlSpec:
         try:
             weight = float(tail)
         except ValueError:
-            raise ConfigError(f"control {spec!r}: weight {tail!r} is not a number (expected e.g. @0.8)") from None
+            raise ConfigError(
+                f"control {spec!r}: weight {tail!r} is not a number (expected e.g. @0.8)"
+            ) from None
         if not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"control {spec!r}: weight {weight:g} must be a finite number >= 0")
         rest = head

@@ -106,8 +106,10 @@ class CaptionVocabulary:
             classes_raw = yaml.safe_load((folder / "classes.yaml").read_text())
             templates_raw = yaml.safe_load((folder / "templates.yaml").read_text())
         except FileNotFoundError as e:
-            raise DataError(f"caption vocabulary: missing file {e.filename}; expected classes.yaml and "
-                            f"templates.yaml in {folder}") from None
+            raise DataError(
+                f"caption vocabulary: missing file {e.filename}; expected classes.yaml and "
+                f"templates.yaml in {folder}"
+            ) from None
         classes: dict[str, SceneVocabulary] = {}
         aliases: dict[str, str] = {}
         for name, spec in classes_raw.items():
@@ -132,7 +134,9 @@ class CaptionVocabulary:
             name = self.aliases.get(_norm_label(label))
             if name is not None:
                 return self.classes[name]
-            words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").replace("-", " ").lower().strip()
+            words = (
+                re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").replace("-", " ").lower().strip()
+            )
             article = "an" if words[:1] in "aeiou" else "a"
             return SceneVocabulary(
                 singular=(f"{article} {words}", f"{article} {words} area", f"a scene of {words}"),
@@ -164,8 +168,20 @@ def season_name(month: int, lat: float | None) -> str | None:
     """Meteorological season of a month; None in the tropics or where the hemisphere is unknown."""
     if lat is None or abs(lat) < 23.5:
         return None
-    north = ["winter", "winter", "spring", "spring", "spring", "summer", "summer", "summer", "autumn", "autumn",
-             "autumn", "winter"]
+    north = [
+        "winter",
+        "winter",
+        "spring",
+        "spring",
+        "spring",
+        "summer",
+        "summer",
+        "summer",
+        "autumn",
+        "autumn",
+        "autumn",
+        "winter",
+    ]
     south = {"winter": "summer", "summer": "winter", "spring": "autumn", "autumn": "spring"}
     s = north[month - 1]
     return s if lat >= 0 else south[s]
@@ -203,7 +219,13 @@ class CaptionWriter:
         out: list[str] = []
         seen: set[str] = set()
         for attempt in range(n * 20):
-            c = self.caption(label, metadata, rng=self._rng(f"{label}|{key}", attempt), place=place, false_color=false_color)
+            c = self.caption(
+                label,
+                metadata,
+                rng=self._rng(f"{label}|{key}", attempt),
+                place=place,
+                false_color=false_color,
+            )
             if c.lower() not in seen:
                 seen.add(c.lower())
                 out.append(c)
@@ -249,7 +271,13 @@ class CaptionWriter:
         phrases = self._metadata_phrases(metadata, place, rng)
         if phrases:
             body = text.rstrip(".").rstrip()
-            sep = " " if "," in body or phrases[0].startswith(("in ", "at ", "with ", "near ")) and rng.random() < 0.5 else ", "
+            sep = (
+                " "
+                if "," in body
+                or phrases[0].startswith(("in ", "at ", "with ", "near "))
+                and rng.random() < 0.5
+                else ", "
+            )
             text = body + sep + " ".join(phrases) + "."
         if false_color and not any(w in text for w in ("false", "infrared")):
             text = text.rstrip(".") + rng.choice([", in false colour.", " (false-colour composite).", "."])
@@ -274,13 +302,15 @@ class CaptionWriter:
             if season and t.get("season") and rng.random() < 0.3:
                 frames = t["season"]
             if frames:
-                out.append(rng.choice(frames).format(
-                    date=d.isoformat(),
-                    year=d.year,
-                    month=calendar.month_name[d.month] if d.month else "",
-                    day=d.day or "",
-                    season=season or "",
-                ))
+                out.append(
+                    rng.choice(frames).format(
+                        date=d.isoformat(),
+                        year=d.year,
+                        month=calendar.month_name[d.month] if d.month else "",
+                        day=d.day or "",
+                        season=season or "",
+                    )
+                )
         if place and t.get("place") and rng.random() < p:
             out.append(rng.choice(t["place"]).format(place=place))
         rng.shuffle(out)

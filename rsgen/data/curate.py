@@ -42,13 +42,16 @@ def check_record(record: dict[str, Any], checks: ChecksConfig, low_texture_std: 
     try:
         if "_drop" in record:
             raise SampleError(record["_drop"], record.get("_drop_message", ""))
-        loaded = load_image(record["path"], record.get("window"), record.get("bands"),
-                            float(record.get("gsd_factor") or 1.0))
+        loaded = load_image(
+            record["path"], record.get("window"), record.get("bands"), float(record.get("gsd_factor") or 1.0)
+        )
         h, w = loaded.array.shape[:2]
         if min(h, w) < checks.min_size:
             raise SampleError("too_small", f"{record['id']}: {w}x{h} px is below min_size {checks.min_size}")
         if loaded.valid_fraction < checks.min_valid_fraction:
-            raise SampleError("mostly_nodata", f"{record['id']}: only {loaded.valid_fraction:.0%} valid pixels")
+            raise SampleError(
+                "mostly_nodata", f"{record['id']}: only {loaded.valid_fraction:.0%} valid pixels"
+            )
         std = grey_std(loaded.array[loaded.valid][:, None, :]) if loaded.valid.any() else 0.0
         if std < checks.blank_std:
             raise SampleError("blank", f"{record['id']}: blank image (grey std {std:.3f})")
@@ -95,14 +98,20 @@ class CurationResult:
     def summary(self) -> str:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
         splits = ", ".join(f"{k} {v}" for k, v in sorted(self.splits.items()))
-        return (f"kept {self.kept} ({splits}); dropped {sum(self.dropped.values())} ({drops}); "
-                f"{self.processed_now} checked now, {self.resumed} from a previous run; {self.seconds:.1f} s")
+        return (
+            f"kept {self.kept} ({splits}); dropped {sum(self.dropped.values())} ({drops}); "
+            f"{self.processed_now} checked now, {self.resumed} from a previous run; {self.seconds:.1f} s"
+        )
 
 
 def _settings_hash(config: CurateConfig) -> str:
     """Hash of the settings that change a record's result (not the source list: sources may be added)."""
-    relevant = {"checks": asdict(config.checks), "dedupe": asdict(config.dedupe), "splits": asdict(config.splits),
-                "caption_seed": config.caption_seed}
+    relevant = {
+        "checks": asdict(config.checks),
+        "dedupe": asdict(config.dedupe),
+        "splits": asdict(config.splits),
+        "caption_seed": config.caption_seed,
+    }
     return hashlib.blake2b(json.dumps(relevant, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -169,8 +178,10 @@ def curate(
     if state_path.is_file() and not restart:
         old = json.loads(state_path.read_text()).get("settings")
         if old != settings:
-            raise ConfigError(f"{out}: an earlier curation there used other checks/dedupe/split settings; "
-                              "pass --restart to start over or choose another --out")
+            raise ConfigError(
+                f"{out}: an earlier curation there used other checks/dedupe/split settings; "
+                "pass --restart to start over or choose another --out"
+            )
     if restart:
         progress_path.unlink(missing_ok=True)
     from rsgen.io import atomic_write_json
@@ -224,8 +235,13 @@ def curate(
     if config.shards.enabled:
         from rsgen.data.shards import write_shards
 
-        result.shards = write_shards(kept_records, out / "shards", root=out, max_samples=config.shards.max_samples,
-                                     image_format=config.shards.image_format)
+        result.shards = write_shards(
+            kept_records,
+            out / "shards",
+            root=out,
+            max_samples=config.shards.max_samples,
+            image_format=config.shards.image_format,
+        )
     result.seconds = time.perf_counter() - t0
     if config.report:
         from rsgen.data.report import write_report
@@ -238,8 +254,14 @@ def curate(
 def _index_add(index: DuplicateIndex, res: dict[str, Any], exact: bool = True) -> None:
     rec = res["record"]
     ph = int(res["phash"], 16) if res.get("phash") else None
-    index.add(rec["id"], res["xhash"] if exact else f"-{rec['id']}", ph, rec.get("group", rec["id"]),
-              rec.get("metadata", {}).get("date"), bytes.fromhex(res.get("thumb") or ""))
+    index.add(
+        rec["id"],
+        res["xhash"] if exact else f"-{rec['id']}",
+        ph,
+        rec.get("group", rec["id"]),
+        rec.get("metadata", {}).get("date"),
+        bytes.fromhex(res.get("thumb") or ""),
+    )
 
 
 def _consume(
@@ -256,7 +278,9 @@ def _consume(
     # Groups whose native image was a duplicate: their GSD copies go with it. Only native-GSD images are
     # compared (a pHash ignores scale, so a copy would match other images' copies, not duplicates).
     dup_groups = {r["group"]: (r["reason"], r["message"]) for r in done.values() if r.get("group")}
-    for res in tqdm(results, total=len(todo), desc="curate", unit="img", disable=not show_progress, mininterval=2):
+    for res in tqdm(
+        results, total=len(todo), desc="curate", unit="img", disable=not show_progress, mininterval=2
+    ):
         if res["status"] == "kept":
             rec = res["record"]
             ph = int(res["phash"], 16) if res.get("phash") else None

@@ -115,22 +115,43 @@ def make_reader(src: SourceConfig, caption_seed: int = 0):  # -> Reader
     from rsgen.data.readers import ClassFolderReader, CocoCaptionsReader, FmowReader, KarpathyReader
 
     common: dict[str, Any] = dict(
-        metadata=src.metadata, split=src.split, gsd_factors=src.gsd_factors, captions_per_image=src.captions_per_image,
-        caption_seed=caption_seed, place=src.place, label=src.label, limit=src.limit,
+        metadata=src.metadata,
+        split=src.split,
+        gsd_factors=src.gsd_factors,
+        captions_per_image=src.captions_per_image,
+        caption_seed=caption_seed,
+        place=src.place,
+        label=src.label,
+        limit=src.limit,
         conditions={k: expand_path(v) for k, v in src.conditions.items()},
     )
     if src.kind == "class_folder":
         return ClassFolderReader(src.name, expand_path(src.root), **common)
     if src.kind == "karpathy":
-        return KarpathyReader(src.name, expand_path(src.annotations), expand_path(src.root),
-                              use_source_split=src.use_source_split, label_from=src.label_from, **common)
+        return KarpathyReader(
+            src.name,
+            expand_path(src.annotations),
+            expand_path(src.root),
+            use_source_split=src.use_source_split,
+            label_from=src.label_from,
+            **common,
+        )
     if src.kind == "coco":
-        return CocoCaptionsReader(src.name, expand_path(src.annotations), expand_path(src.root),
-                                  label_from=src.label_from, **common)
+        return CocoCaptionsReader(
+            src.name, expand_path(src.annotations), expand_path(src.root), label_from=src.label_from, **common
+        )
     if src.kind == "fmow":
         return FmowReader(src.name, expand_path(src.root), crop_to_box=src.crop_to_box, **common)
     if src.kind == "geotiff_windows":
-        return GeoTiffWindowReader(src.name, expand_path(src.root), size=src.window, stride=src.stride,
-                                   bands=src.bands, false_color=src.false_color, pattern=src.pattern,
-                                   require_crs=src.require_crs, **common)
+        return GeoTiffWindowReader(
+            src.name,
+            expand_path(src.root),
+            size=src.window,
+            stride=src.stride,
+            bands=src.bands,
+            false_color=src.false_color,
+            pattern=src.pattern,
+            require_crs=src.require_crs,
+            **common,
+        )
     raise ConfigError(f"source {src.name}: unknown kind {src.kind!r}")

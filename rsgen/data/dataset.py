@@ -101,7 +101,9 @@ class ImageCaptionDataset(Dataset):
             raise DataError(f"image_size={image_size}: expected a positive number of pixels")
         self.buckets = [(int(h), int(w)) for h, w in buckets] if buckets is not None else None
         if self.buckets is not None and (not self.buckets or min(min(b) for b in self.buckets) < 1):
-            raise DataError(f"buckets={buckets}: expected a non-empty list of positive (height, width) shapes")
+            raise DataError(
+                f"buckets={buckets}: expected a non-empty list of positive (height, width) shapes"
+            )
         if isinstance(manifest, str | Path):
             self.root = Path(root) if root is not None else Path(manifest).parent
             records = iter_manifest(manifest)
@@ -109,8 +111,10 @@ class ImageCaptionDataset(Dataset):
             self.root = Path(root) if root is not None else Path.cwd()
             records = (record_defaults(r) for r in manifest)
         self.records = [
-            r for r in records
-            if (split is None or r["split"] == split) and (sources is None or r.get("source") in sources)
+            r
+            for r in records
+            if (split is None or r["split"] == split)
+            and (sources is None or r.get("source") in sources)
             and (allow_upsampling or self._fits(r, image_size))
         ]
         self.split = split
@@ -157,8 +161,12 @@ class ImageCaptionDataset(Dataset):
     def load(self, index: int) -> dict[str, Any]:
         """One sample; raises DataError when its image cannot be used."""
         rec = self.records[index]
-        loaded = load_image(resolve_path(rec, self.root), rec.get("window"), rec.get("bands"),
-                            float(rec.get("gsd_factor") or 1.0))
+        loaded = load_image(
+            resolve_path(rec, self.root),
+            rec.get("window"),
+            rec.get("bands"),
+            float(rec.get("gsd_factor") or 1.0),
+        )
         if self.buckets is None:
             pixels, scale = square_resize(loaded.array, self.image_size)
         else:
@@ -200,8 +208,10 @@ class ImageCaptionDataset(Dataset):
             except DataError as e:
                 self.skipped += 1
                 log.warning("skipping sample %d (%s): %s", i, self.records[i].get("id"), e)
-        raise DataError(f"{self.max_retries} consecutive samples from index {index} failed to load; "
-                        f"is the manifest's image folder {self.root} right?")
+        raise DataError(
+            f"{self.max_retries} consecutive samples from index {index} failed to load; "
+            f"is the manifest's image folder {self.root} right?"
+        )
 
 
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def grey_std(array: np.ndarray) -> float:
 def phash(array: np.ndarray) -> int:
     """64-bit DCT perceptual hash of an (H, W, 3) uint8 image: robust to re-encoding, small shifts of
     brightness and rescaling (a downsampled copy hashes like its original)."""
-    grey = Image.fromarray(np.ascontiguousarray(array)).convert("L").resize((_N, _N), Image.Resampling.LANCZOS)
+    grey = (
+        Image.fromarray(np.ascontiguousarray(array)).convert("L").resize((_N, _N), Image.Resampling.LANCZOS)
+    )
     g = np.asarray(grey, dtype=np.float64)
     coeffs = (_DCT @ g @ _DCT.T)[:8, :8].ravel()  # (64,) lowest frequencies
     med = np.median(coeffs[1:])
@@ -113,12 +115,18 @@ class DuplicateIndex:
                 other_hash, other = self._entries[i]
                 if hamming(other_hash, ph) > self.max_distance or self._related(other, me):
                     continue
-                if thumb and other.thumb and thumbnail_distance(thumb, other.thumb) > self.max_thumbnail_difference:
+                if (
+                    thumb
+                    and other.thumb
+                    and thumbnail_distance(thumb, other.thumb) > self.max_thumbnail_difference
+                ):
                     continue
                 return "near_duplicate", other.id
         return None
 
-    def add(self, rid: str, xhash: str, ph: int | None, group: str, date: str | None, thumb: bytes = b"") -> None:
+    def add(
+        self, rid: str, xhash: str, ph: int | None, group: str, date: str | None, thumb: bytes = b""
+    ) -> None:
         entry = _Entry(rid, group, date, thumb)
         self.exact.setdefault(xhash, entry)
         if ph is None:

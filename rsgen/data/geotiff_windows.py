@@ -103,7 +103,9 @@ class GeoTiffWindowReader(Reader):
             return
         georeferenced = crs is not None and not transform.is_identity
         if not georeferenced and self.require_crs:
-            yield dropped(file_rec, "no_crs", f"{path}: no CRS/transform, so no GSD or location for its windows")
+            yield dropped(
+                file_rec, "no_crs", f"{path}: no CRS/transform, so no GSD or location for its windows"
+            )
             return
         meta0 = self.base_metadata.merged_with(file_meta)
         block = self.size * max(self.gsd_factors)  # spatial block (native px) that keeps a place in one split
@@ -116,8 +118,9 @@ class GeoTiffWindowReader(Reader):
                 for col in range(0, width - win + 1, step):
                     meta = meta0
                     if georeferenced:
-                        lat, lon, gsd, _ = _georeference_facts(crs, window_transform(Window(col, row, win, win),
-                                                                                     transform), win, win)
+                        lat, lon, gsd, _ = _georeference_facts(
+                            crs, window_transform(Window(col, row, win, win), transform), win, win
+                        )
                         meta = meta.merged_with(Metadata(gsd_m=gsd * win / self.size, lat=lat, lon=lon))
                         cx, cy = transform * (col + win / 2, row + win / 2)
                         px = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))

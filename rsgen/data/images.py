@@ -101,7 +101,9 @@ def _read_pil(
             if window is not None:
                 c, r, w, h = (int(v) for v in window)
                 if c < 0 or r < 0 or c + w > im.width or r + h > im.height:
-                    raise SampleError("bad_window", f"{path}: window {list(window)} outside {im.width}x{im.height}")
+                    raise SampleError(
+                        "bad_window", f"{path}: window {list(window)} outside {im.width}x{im.height}"
+                    )
                 im = im.crop((c, r, c + w, r + h))
             arr = np.asarray(im)
     except SampleError:
@@ -138,7 +140,9 @@ def _read_raster(
             if window is not None:
                 c, r, w, h = (int(v) for v in window)
                 if c < 0 or r < 0 or c + w > ds.width or r + h > ds.height:
-                    raise SampleError("bad_window", f"{path}: window {list(window)} outside {ds.width}x{ds.height}")
+                    raise SampleError(
+                        "bad_window", f"{path}: window {list(window)} outside {ds.width}x{ds.height}"
+                    )
                 win = Window(c, r, w, h)
             arr = ds.read(idx, window=win)  # (C, H, W)
             masks = ds.read_masks(idx, window=win)  # (C, H, W) 0 = nodata

@@ -87,7 +87,9 @@ def _pyarrow() -> Any:
         import pyarrow
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise DataError("Parquet manifests need the pyarrow package (pip install pyarrow); use .jsonl") from None
+        raise DataError(
+            "Parquet manifests need the pyarrow package (pip install pyarrow); use .jsonl"
+        ) from None
     return pyarrow
 
 
@@ -108,8 +110,9 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path) -> int:
 def read_parquet(path: Path) -> Iterator[dict[str, Any]]:
     pa = _pyarrow()
     for row in pa.parquet.read_table(path).to_pylist():
-        yield record_defaults({k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v)
-                               for k, v in row.items()})
+        yield record_defaults(
+            {k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+        )
 
 
 def resolve_path(record: dict[str, Any], root: str | Path) -> Path:

@@ -81,7 +81,9 @@ class MetadataRanges:
         if not self.gsd_m[0] > 0:
             raise DataError(f"procedural ranges: gsd_m={self.gsd_m} must be > 0 metres")
         if not 0.0 <= self.cloud_free_probability <= 1.0:
-            raise DataError(f"procedural ranges: cloud_free_probability={self.cloud_free_probability} not in [0, 1]")
+            raise DataError(
+                f"procedural ranges: cloud_free_probability={self.cloud_free_probability} not in [0, 1]"
+            )
 
 
 @dataclass
@@ -99,7 +101,9 @@ class SceneParams:
     def __post_init__(self) -> None:
         lo, hi = self.building_size_m
         if not 0 < lo <= hi:
-            raise DataError(f"procedural scene: building_size_m={self.building_size_m} must be 0 < low <= high")
+            raise DataError(
+                f"procedural scene: building_size_m={self.building_size_m} must be 0 < low <= high"
+            )
         if not self.building_height_m > 0:
             raise DataError(f"procedural scene: building_height_m={self.building_height_m} must be > 0")
         if len(self.scene_weights) != 3 or min(self.scene_weights) < 0 or sum(self.scene_weights) <= 0:
@@ -203,17 +207,30 @@ def expected_rules(meta: Metadata, params: SceneParams | None = None) -> dict[st
     params = params or SceneParams()
     nan = float("nan")
     out: dict[str, Any] = {
-        "snow_cover": nan, "greenness": nan, "autumn": nan, "sun_elevation_deg": nan, "shadow_length_m": nan,
-        "shadow_length_px": nan, "shadow_direction": None, "cloud_fraction": nan, "building_size_px": nan,
+        "snow_cover": nan,
+        "greenness": nan,
+        "autumn": nan,
+        "sun_elevation_deg": nan,
+        "shadow_length_m": nan,
+        "shadow_length_px": nan,
+        "shadow_direction": None,
+        "cloud_fraction": nan,
+        "building_size_px": nan,
         "leaf_colour": None,
     }
     doy = meta.date.day_of_year if meta.date is not None else None
     if meta.lat is not None and doy is not None:
         ss = season_and_sun(meta.lat, doy)
         length = shadow_length_m(ss.sun_elevation_deg, params.building_height_m, params.min_sun_elevation_deg)
-        out.update(snow_cover=ss.snow_cover, greenness=ss.greenness, autumn=ss.autumn,
-                   leaf_colour=ss.leaf_colour, sun_elevation_deg=ss.sun_elevation_deg, shadow_length_m=length,
-                   shadow_direction=ss.shadow_direction)
+        out.update(
+            snow_cover=ss.snow_cover,
+            greenness=ss.greenness,
+            autumn=ss.autumn,
+            leaf_colour=ss.leaf_colour,
+            sun_elevation_deg=ss.sun_elevation_deg,
+            shadow_length_m=length,
+            shadow_direction=ss.shadow_direction,
+        )
         if meta.gsd_m is not None:
             out["shadow_length_px"] = length / meta.gsd_m
     if meta.cloud_cover is not None:
@@ -224,8 +241,9 @@ def expected_rules(meta: Metadata, params: SceneParams | None = None) -> dict[st
 
 
 # -------------------------------------------------------------------------------------- metadata completion
-def complete_metadata(meta: Metadata | None, rng: np.random.Generator,
-                      ranges: MetadataRanges | None = None) -> tuple[Metadata, list[str]]:
+def complete_metadata(
+    meta: Metadata | None, rng: np.random.Generator, ranges: MetadataRanges | None = None
+) -> tuple[Metadata, list[str]]:
     """The metadata with every field the rules need (gsd, lat/lon, full date, cloud cover); missing ones drawn
     from ``ranges``. Returns it and the names of the drawn fields. Draws happen in a fixed order whatever is
     given, so a field given or not does not change the others' draws."""
@@ -326,8 +344,15 @@ def grid_value_noise(cols: np.ndarray, rows: np.ndarray, cell: float, key: int) 
     return 2.0 * both.T - 1.0  # (H, W)
 
 
-def fractal_noise(x: np.ndarray, y: np.ndarray, cell: float, octaves: int, key: int,
-                  min_cell: float = 0.0, grid: bool = False) -> np.ndarray:
+def fractal_noise(
+    x: np.ndarray,
+    y: np.ndarray,
+    cell: float,
+    octaves: int,
+    key: int,
+    min_cell: float = 0.0,
+    grid: bool = False,
+) -> np.ndarray:
     """Fractal (fBm) value noise, roughly in [-1, 1], at points (x, y), or on the grid of 1-D ``x`` columns and
     ``y`` rows when ``grid`` (-> (len(y), len(x))). Octaves finer than ``min_cell`` (2 pixels, so that a metric
     texture does not alias at a coarse GSD) are left out; the normalisation keeps all of them, so a coarse
@@ -431,12 +456,16 @@ def roads_at(lay: Layout, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     """(road mask, distance in metres to the nearest road centre line) at world points."""
     u, v = _rotate(x, y, lay.angle)
     dist = np.full(np.shape(u), np.inf)
-    for coord, spacing, offset, fam in ((v, lay.road_spacing[0], lay.road_offset[0], 1),
-                                        (u, lay.road_spacing[1], lay.road_offset[1], 2)):
+    for coord, spacing, offset, fam in (
+        (v, lay.road_spacing[0], lay.road_offset[0], 1),
+        (u, lay.road_spacing[1], lay.road_offset[1], 2),
+    ):
         k = np.round((coord - offset) / spacing)
         d = np.abs(coord - offset - k * spacing)
-        present = _hash01(k.astype(np.int64), np.full(k.shape, fam, np.int64), _key(lay.seed, "roads")) \
+        present = (
+            _hash01(k.astype(np.int64), np.full(k.shape, fam, np.int64), _key(lay.seed, "roads"))
             < lay.road_presence
+        )
         dist = np.where(present, np.minimum(dist, d), dist)
     return dist <= lay.road_width / 2, dist
 
@@ -506,8 +535,9 @@ def buildings_near(lay: Layout, params: SceneParams, half_extent: float, margin:
     du, dv = corners[:, :1] * a, corners[:, 1:] * b  # (5, N)
     ok &= ~water_at(lay, x + du * c - dv * s, y + du * s + dv * c).any(axis=0)
     roof = (_hash01(iu, iv, key + 5) * len(ROOFS)).astype(int)
-    return [Building(float(x[i]), float(y[i]), float(a[i]), float(b[i]), int(roof[i]))
-            for i in np.flatnonzero(ok)]
+    return [
+        Building(float(x[i]), float(y[i]), float(a[i]), float(b[i]), int(roof[i])) for i in np.flatnonzero(ok)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ scenes
@@ -571,7 +601,9 @@ def generate_scene(
     stripe_amp = 0.06 * np.clip((stripe_period / gsd - 2.0) / 2.0, 0.0, 1.0)
     field_bright = 0.9 + 0.25 * parcel + stripe_amp * np.sin(2 * np.pi * u / stripe_period)
     if lay.scene_type == "residential":
-        field_bright = 0.95 + 0.1 * fractal_noise(cols, rows, 30.0, 3, _key(seed, "lawn"), min_cell, grid=True)
+        field_bright = 0.95 + 0.1 * fractal_noise(
+            cols, rows, 30.0, 3, _key(seed, "lawn"), min_cell, grid=True
+        )
     bright = field_bright  # (H, W)
     if forest.any():
         crowns = fractal_noise(cols, rows, 12.0, 3, _key(seed, "crowns"), min_cell, grid=True)
@@ -585,7 +617,9 @@ def generate_scene(
     if ss.snow_cover > 0:
         snow_field = fractal_noise(cols, rows, 60.0, 4, _key(seed, "snow"), min_cell, grid=True)
         snow = _rank_threshold(snow_field, ss.snow_cover, snowable)
-        snow_tex = 1.0 + 0.03 * fractal_noise(cols, rows, 15.0, 2, _key(seed, "snow-tex"), min_cell, grid=True)
+        snow_tex = 1.0 + 0.03 * fractal_noise(
+            cols, rows, 15.0, 2, _key(seed, "snow-tex"), min_cell, grid=True
+        )
         snow_rgb = snow_tex[:, :, None] * np.asarray(SNOW)  # (H, W, 3)
         img = np.where(snow[:, :, None], snow_rgb, img)
     if roads.any():
@@ -609,8 +643,16 @@ def generate_scene(
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
 
     vegetation = snowable & ~bmask
-    masks = {"roads": roads, "buildings": bmask, "water": water, "vegetation": vegetation, "snow": snow,
-             "shadow": shadow, "cloud": cloud, "cloud_shadow": cloud_shadow}
+    masks = {
+        "roads": roads,
+        "buildings": bmask,
+        "water": water,
+        "vegetation": vegetation,
+        "snow": snow,
+        "shadow": shadow,
+        "cloud": cloud,
+        "cloud_shadow": cloud_shadow,
+    }
     n_pix = float(h * w)
     in_view = [b for b, n_px in zip(buildings, visible, strict=True) if n_px > 0]
     sizes_m = [2 * math.sqrt(b.half_a * b.half_b) for b in in_view]
@@ -635,8 +677,15 @@ def generate_scene(
     return ProceduralScene(image=image, masks=masks, metadata=meta, rules=rules, drawn=drawn, seed=seed)
 
 
-def _rasterize_buildings(buildings: list[Building], angle: float, x: np.ndarray, y: np.ndarray, gsd: float,
-                         shadow_m: float, north: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+def _rasterize_buildings(
+    buildings: list[Building],
+    angle: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    gsd: float,
+    shadow_m: float,
+    north: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """(footprint mask (H, W), shadow mask (H, W), roof colours (H, W, 3), pixels of each footprint in view)
     of rotated-rectangle buildings.
 
@@ -687,8 +736,9 @@ def _rasterize_buildings(buildings: list[Building], angle: float, x: np.ndarray,
     return bmask, smask, roof, visible
 
 
-def _clouds(h: int, w: int, cover: float, north: bool, seed: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _clouds(
+    h: int, w: int, cover: float, north: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(cloud mask, cloud-shadow mask, opacity (H, W), cloud colour (H, W, 3)); exactly round(cover * H * W)
     cloud pixels. Clouds are fractal noise in pixel units (a cloud field is km-scale, so at these GSDs its
     shape in the image does not follow the GSD); the shadow is the same field shifted away from the sun."""
@@ -697,19 +747,26 @@ def _clouds(h: int, w: int, cover: float, north: bool, seed: int
         return none, none, np.zeros((h, w)), np.zeros((h, w, 3))
     shift = max(2, int(round(0.15 * h)))
     key = _key(seed, "clouds")
-    big = fractal_noise(np.arange(w, dtype=float), np.arange(h + shift, dtype=float), max(h, w) / 2.0, 5, key,
-                        grid=True)  # (H + shift, W)
+    big = fractal_noise(
+        np.arange(w, dtype=float), np.arange(h + shift, dtype=float), max(h, w) / 2.0, 5, key, grid=True
+    )  # (H + shift, W)
     # North shadows: the cloud casting a shadow at row r is south of it (row r + shift).
     field_c = big[:h] if north else big[shift:]
     field_s = big[shift:] if north else big[:h]
     cloud = _rank_threshold(field_c, cover)
     thr = -np.inf if cloud.all() else float(field_c[~cloud].max())  # cover > 0, so some pixels are cloud
     inner = float(np.clip((field_c[cloud] - thr).max(initial=0.0), 1e-6, None))
-    alpha = np.where(cloud, CLOUD_CORE_ALPHA + (1 - CLOUD_CORE_ALPHA) * np.clip((field_c - thr) / inner, 0, 1),
-                     CLOUD_HAZE_ALPHA * np.clip(1 - (thr - field_c) / 0.08, 0, 1))
+    alpha = np.where(
+        cloud,
+        CLOUD_CORE_ALPHA + (1 - CLOUD_CORE_ALPHA) * np.clip((field_c - thr) / inner, 0, 1),
+        CLOUD_HAZE_ALPHA * np.clip(1 - (thr - field_c) / 0.08, 0, 1),
+    )
     shadow = (field_s > thr) & ~cloud if np.isfinite(thr) else none
-    shade = 1.0 - 0.04 * np.clip(fractal_noise(np.arange(w, dtype=float), np.arange(h, dtype=float), 6.0, 2,
-                                               key + 99, grid=True), -1, 1)
+    shade = 1.0 - 0.04 * np.clip(
+        fractal_noise(np.arange(w, dtype=float), np.arange(h, dtype=float), 6.0, 2, key + 99, grid=True),
+        -1,
+        1,
+    )
     cloud_rgb = shade[:, :, None] * np.asarray(CLOUD)
     return cloud, shadow, alpha, cloud_rgb
 
@@ -723,7 +780,9 @@ def scene_captions(scene: ProceduralScene, n: int = 3, key: str = "") -> list[st
     r, m = scene.rules, scene.metadata
     masks = scene.masks
     px = masks["roads"].size
-    rng = np.random.default_rng(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little"))
+    rng = np.random.default_rng(
+        int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+    )
     visible_snow = r["snow_fraction"] * (1 - r["water_fraction"] - r["road_fraction"])
     if visible_snow > 0.5:
         season = "snowy"
@@ -737,9 +796,11 @@ def scene_captions(scene: ProceduralScene, n: int = 3, key: str = "") -> list[st
         season = "bare winter"
     else:
         season = "early spring" if r["autumn"] == 0 else "late autumn"
-    noun = {"residential": ["residential area", "housing estate", "suburb"],
-            "rural": ["farmland", "rural area", "patchwork of fields"],
-            "forest": ["forest", "woodland", "wooded area"]}[r["scene_type"]]
+    noun = {
+        "residential": ["residential area", "housing estate", "suburb"],
+        "rural": ["farmland", "rural area", "patchwork of fields"],
+        "forest": ["forest", "woodland", "wooded area"],
+    }[r["scene_type"]]
     features = []
     n_roads = masks["roads"].sum() / px
     if n_roads > 0.01:
@@ -758,8 +819,9 @@ def scene_captions(scene: ProceduralScene, n: int = 3, key: str = "") -> list[st
         article = "an" if season[0] in "aeiou" else "a"
         text = f"{article} {season} {noun[(i + int(rng.integers(3))) % len(noun)]}"
         if features:
-            text += " with " + (features[0] if len(features) == 1 else
-                                ", ".join(features[:-1]) + " and " + features[-1])
+            text += " with " + (
+                features[0] if len(features) == 1 else ", ".join(features[:-1]) + " and " + features[-1]
+            )
         if cloud_text:
             text += f", {cloud_text}"
         if i % 3 == 0:
@@ -806,8 +868,9 @@ def write_procedural_set(
     records = []
     for i in tqdm(range(n), desc="procedural scenes", disable=not progress):
         scene_seed = _key(seed, f"scene{i}") & 0x7FFFFFFF
-        scene = generate_scene(metadata[i] if metadata is not None else None, scene_seed, size,
-                               params=params, ranges=ranges)
+        scene = generate_scene(
+            metadata[i] if metadata is not None else None, scene_seed, size, params=params, ranges=ranges
+        )
         sid = f"{i:06d}"
         rid = f"{SOURCE_NAME}/{seed}/{sid}"
         write_png(out / "images" / f"{sid}.png", scene.image)
@@ -819,28 +882,33 @@ def write_procedural_set(
                 rel = f"masks/{name}/{sid}.png"
                 write_png(out / rel, scene.masks[name].astype(np.uint8)[:, :, None] * 255)
                 masks[name] = rel
-            conditions = {"footprints": masks["buildings"], "roads": masks["roads"],
-                          "segmentation": f"conditions/segmentation/{sid}.png"}
+            conditions = {
+                "footprints": masks["buildings"],
+                "roads": masks["roads"],
+                "segmentation": f"conditions/segmentation/{sid}.png",
+            }
             write_png(out / conditions["segmentation"], segmentation_image(scene.masks))
-        records.append({
-            "id": rid,
-            "path": f"images/{sid}.png",
-            "window": None,
-            "bands": None,
-            "captions": scene_captions(scene, 3, key=rid),
-            "metadata": scene.metadata.to_dict(),
-            "split": assign_split(rid, val, test, salt=SOURCE_NAME),
-            "source": SOURCE_NAME,
-            "label": scene.rules["scene_type"],
-            "false_color": False,
-            "gsd_factor": 1.0,
-            "conditions": conditions,
-            "masks": masks,
-            "rules": _json_ready(scene.rules),
-            "drawn": scene.drawn,
-            "layout_seed": scene_seed,
-            "synthetic": True,
-        })
+        records.append(
+            {
+                "id": rid,
+                "path": f"images/{sid}.png",
+                "window": None,
+                "bands": None,
+                "captions": scene_captions(scene, 3, key=rid),
+                "metadata": scene.metadata.to_dict(),
+                "split": assign_split(rid, val, test, salt=SOURCE_NAME),
+                "source": SOURCE_NAME,
+                "label": scene.rules["scene_type"],
+                "false_color": False,
+                "gsd_factor": 1.0,
+                "conditions": conditions,
+                "masks": masks,
+                "rules": _json_ready(scene.rules),
+                "drawn": scene.drawn,
+                "layout_seed": scene_seed,
+                "synthetic": True,
+            }
+        )
     manifest = out / "manifest.jsonl"
     write_manifest(records, manifest)
     log.info("wrote %d procedural scenes to %s", n, manifest)
@@ -863,9 +931,18 @@ def write_config_set(config: ProceduralConfig, progress: bool = True) -> Path:
 
     out = Path(config.out_dir)
     out = out if out.is_absolute() else REPO_ROOT / out
-    return write_procedural_set(out, config.n, config.size, config.seed, val=config.val, test=config.test,
-                                write_masks=config.write_masks, params=config.scene, ranges=config.ranges,
-                                progress=progress)
+    return write_procedural_set(
+        out,
+        config.n,
+        config.size,
+        config.seed,
+        val=config.val,
+        test=config.test,
+        write_masks=config.write_masks,
+        params=config.scene,
+        ranges=config.ranges,
+        progress=progress,
+    )
 
 
 def _json_ready(d: dict[str, Any]) -> dict[str, Any]:

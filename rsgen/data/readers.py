@@ -26,9 +26,27 @@ log = logging.getLogger(__name__)
 
 # UC Merced land-use classes in the order of UCM-captions' numbered file names (100 images each).
 UCM_CLASSES = (
-    "agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral", "denseresidential", "forest",
-    "freeway", "golfcourse", "harbor", "intersection", "mediumresidential", "mobilehomepark", "overpass",
-    "parkinglot", "river", "runway", "sparseresidential", "storagetanks", "tenniscourt",
+    "agricultural",
+    "airplane",
+    "baseballdiamond",
+    "beach",
+    "buildings",
+    "chaparral",
+    "denseresidential",
+    "forest",
+    "freeway",
+    "golfcourse",
+    "harbor",
+    "intersection",
+    "mediumresidential",
+    "mobilehomepark",
+    "overpass",
+    "parkinglot",
+    "river",
+    "runway",
+    "sparseresidential",
+    "storagetanks",
+    "tenniscourt",
 )
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
 
@@ -38,7 +56,9 @@ def dropped(record: dict[str, Any], reason: str, message: str) -> dict[str, Any]
     return {**record, "_drop": reason, "_drop_message": message}
 
 
-def finalize_record(record: dict[str, Any], loaded: LoadedImage, writer: CaptionWriter | None = None) -> dict[str, Any]:
+def finalize_record(
+    record: dict[str, Any], loaded: LoadedImage, writer: CaptionWriter | None = None
+) -> dict[str, Any]:
     """Complete a record once its image is decoded: size, exact GSD of a resampled copy, captions written
     from the label. Raises SampleError("empty_caption") when no caption is left."""
     rec = {k: v for k, v in record.items() if not k.startswith("_")}
@@ -54,8 +74,12 @@ def finalize_record(record: dict[str, Any], loaded: LoadedImage, writer: Caption
     if spec is not None:
         writer = writer or CaptionWriter(seed=int(spec.get("seed", 0)))
         rec["captions"] = writer.captions(
-            spec.get("label"), meta, n=int(spec.get("n", 5)), key=rec["id"],
-            place=spec.get("place"), false_color=bool(rec.get("false_color")),
+            spec.get("label"),
+            meta,
+            n=int(spec.get("n", 5)),
+            key=rec["id"],
+            place=spec.get("place"),
+            false_color=bool(rec.get("false_color")),
         )
     rec["captions"] = clean_captions(rec.get("captions") or [])
     if not rec["captions"]:
@@ -121,8 +145,12 @@ class Reader:
                 continue
             if "_drop" in entry:
                 continue
-            yield {**entry, "id": f"{entry['id']}@x{f:g}", "gsd_factor": f,
-                   "_native_gsd": entry.get("metadata", {}).get("gsd_m")}
+            yield {
+                **entry,
+                "id": f"{entry['id']}@x{f:g}",
+                "gsd_factor": f,
+                "_native_gsd": entry.get("metadata", {}).get("gsd_m"),
+            }
 
     def base_record(self, rid: str, path: Path, **fields: Any) -> dict[str, Any]:
         meta = fields.pop("metadata", None) or self.base_metadata
@@ -165,8 +193,9 @@ class Reader:
         """Decode one record into a sample; raises SampleError with a drop reason."""
         if "_drop" in record:
             raise SampleError(record["_drop"], record.get("_drop_message", record["_drop"]))
-        loaded = load_image(record["path"], record.get("window"), record.get("bands"),
-                            float(record.get("gsd_factor") or 1.0))
+        loaded = load_image(
+            record["path"], record.get("window"), record.get("bands"), float(record.get("gsd_factor") or 1.0)
+        )
         rec = finalize_record(record, loaded)
         return {
             "image": loaded.array,  # (H, W, 3) uint8
@@ -198,7 +227,9 @@ class ClassFolderReader(Reader):
 
     kind = "class_folder"
 
-    def __init__(self, name: str, root: str | Path, *, extensions: Sequence[str] = IMAGE_SUFFIXES, **kw: Any) -> None:
+    def __init__(
+        self, name: str, root: str | Path, *, extensions: Sequence[str] = IMAGE_SUFFIXES, **kw: Any
+    ) -> None:
         super().__init__(name, **kw)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -237,15 +268,22 @@ class KarpathyReader(Reader):
         data = _load_json(self.annotations, self.name)
         images = data.get("images") if isinstance(data, dict) else None
         if not isinstance(images, list):
-            raise DataError(f"source {self.name}: {self.annotations} has no 'images' list (not Karpathy format)")
+            raise DataError(
+                f"source {self.name}: {self.annotations} has no 'images' list (not Karpathy format)"
+            )
         for item in images:
             fname = str(item.get("filename", ""))
             folder = self.images / item["filepath"] if item.get("filepath") else self.images
             path = folder / fname
             raw = [s.get("raw") or " ".join(s.get("tokens", [])) for s in item.get("sentences", [])]
             split = KARPATHY_SPLITS.get(str(item.get("split"))) if self.use_source_split else None
-            rec = self.base_record(Path(fname).stem, path, captions=raw, split=split or self.split,
-                                   label=label_for(fname, self.label_from) or self.label)
+            rec = self.base_record(
+                Path(fname).stem,
+                path,
+                captions=raw,
+                split=split or self.split,
+                label=label_for(fname, self.label_from) or self.label,
+            )
             yield rec
 
 
@@ -254,8 +292,15 @@ class CocoCaptionsReader(Reader):
 
     kind = "coco"
 
-    def __init__(self, name: str, annotations: str | Path, images: str | Path, *, label_from: str | None = None,
-                 **kw: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        annotations: str | Path,
+        images: str | Path,
+        *,
+        label_from: str | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(name, **kw)
         self.annotations = Path(annotations)
         self.images = Path(images)
@@ -264,14 +309,20 @@ class CocoCaptionsReader(Reader):
     def entries(self) -> Iterator[dict[str, Any]]:
         data = _load_json(self.annotations, self.name)
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise DataError(f"source {self.name}: {self.annotations} has no 'images' list (not COCO captions)")
+            raise DataError(
+                f"source {self.name}: {self.annotations} has no 'images' list (not COCO captions)"
+            )
         caps: dict[Any, list[str]] = {}
         for ann in data.get("annotations", []):
             caps.setdefault(ann.get("image_id"), []).append(ann.get("caption", ""))
         for img in sorted(data["images"], key=lambda i: str(i.get("file_name"))):
             fname = str(img.get("file_name", ""))
-            yield self.base_record(Path(fname).stem, self.images / fname, captions=caps.get(img.get("id"), []),
-                                   label=label_for(fname, self.label_from) or self.label)
+            yield self.base_record(
+                Path(fname).stem,
+                self.images / fname,
+                captions=caps.get(img.get("id"), []),
+                label=label_for(fname, self.label_from) or self.label,
+            )
 
 
 class FmowReader(Reader):
@@ -302,8 +353,13 @@ class FmowReader(Reader):
                 yield dropped(base, "bad_metadata", f"{js}: {e}")
                 continue
             label = label or self.label
-            yield {**base, "metadata": self.base_metadata.merged_with(meta).to_dict(), "label": label,
-                   "window": box if self.crop_to_box else None, "_caption": self.caption_spec(label)}
+            yield {
+                **base,
+                "metadata": self.base_metadata.merged_with(meta).to_dict(),
+                "label": label,
+                "window": box if self.crop_to_box else None,
+                "_caption": self.caption_spec(label),
+            }
 
 
 def fmow_metadata(info: Mapping[str, Any]) -> tuple[Metadata, str | None, list[int] | None]:
@@ -321,8 +377,13 @@ def fmow_metadata(info: Mapping[str, Any]) -> tuple[Metadata, str | None, list[i
     if cloud is not None:
         cloud = float(cloud) / 100.0 if float(cloud) > 1.0 else float(cloud)
     meta = Metadata(
-        gsd_m=info.get("gsd"), lat=lat, lon=lon, date=info.get("timestamp"), cloud_cover=cloud,
-        off_nadir_deg=info.get("off_nadir_angle_dbl"), sensor=info.get("sensor_platform_name"),
+        gsd_m=info.get("gsd"),
+        lat=lat,
+        lon=lon,
+        date=info.get("timestamp"),
+        cloud_cover=cloud,
+        off_nadir_deg=info.get("off_nadir_angle_dbl"),
+        sensor=info.get("sensor_platform_name"),
         extra={k: info[k] for k in ("country_code", "utm") if k in info},
     )
     boxes = info.get("bounding_boxes") or []

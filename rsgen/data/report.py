@@ -38,8 +38,9 @@ def caption_stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_report(out_dir: str | Path, kept: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]],
-                 result: Any) -> Path:
+def write_report(
+    out_dir: str | Path, kept: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]], result: Any
+) -> Path:
     """Write ``report.md`` and plots into ``out_dir``; returns the markdown path."""
     import matplotlib
 
@@ -50,18 +51,26 @@ def write_report(out_dir: str | Path, kept: Sequence[dict[str, Any]], results: S
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    reasons: Counter[str] = Counter(r.get("reason", "kept") if r["status"] != "kept" else "kept" for r in results)
+    reasons: Counter[str] = Counter(
+        r.get("reason", "kept") if r["status"] != "kept" else "kept" for r in results
+    )
     stats = caption_stats(kept)
     labels = Counter(str(r.get("label")) for r in kept)
     gsds = [r["metadata"]["gsd_m"] for r in kept if r.get("metadata", {}).get("gsd_m")]
     years = [int(str(r["metadata"]["date"])[:4]) for r in kept if r.get("metadata", {}).get("date")]
-    locs = [(r["metadata"]["lat"], r["metadata"]["lon"]) for r in kept if r.get("metadata", {}).get("lat") is not None]
+    locs = [
+        (r["metadata"]["lat"], r["metadata"]["lon"])
+        for r in kept
+        if r.get("metadata", {}).get("lat") is not None
+    ]
     splits = Counter(r["split"] for r in kept)
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     ax = axes[0, 0]
     names = [k for k, _ in reasons.most_common()]
-    ax.barh(names, [reasons[k] for k in names], color=["tab:green" if k == "kept" else "tab:red" for k in names])
+    ax.barh(
+        names, [reasons[k] for k in names], color=["tab:green" if k == "kept" else "tab:red" for k in names]
+    )
     ax.set_xscale("log")
     ax.set_title("kept and dropped (by reason)")
     ax = axes[0, 1]
@@ -123,8 +132,10 @@ def write_report(out_dir: str | Path, kept: Sequence[dict[str, Any]], results: S
     lines += [f"| {k} | {v} |" for k, v in labels.most_common()]
     lines += ["", "## Metadata", ""]
     if gsds:
-        lines.append(f"- GSD: {len(gsds)} images, {min(gsds):.3g} m to {max(gsds):.3g} m; "
-                     + ", ".join(f"{g} m: {n}" for g, n in sorted(Counter(_round_gsd(g) for g in gsds).items())))
+        lines.append(
+            f"- GSD: {len(gsds)} images, {min(gsds):.3g} m to {max(gsds):.3g} m; "
+            + ", ".join(f"{g} m: {n}" for g, n in sorted(Counter(_round_gsd(g) for g in gsds).items()))
+        )
     lines.append(f"- dates: {len(years)} images" + (f", years {min(years)}-{max(years)}" if years else ""))
     lines.append(f"- locations: {len(locs)} images")
     lines += ["", "![curation plots](curation.png)", ""]

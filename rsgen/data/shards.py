@@ -107,13 +107,18 @@ def write_shards(
         with ShardWriter(folder, max_samples, prefix=split) as writer:
             for r in recs:
                 try:
-                    loaded = load_image(resolve_path(r, root), r.get("window"), r.get("bands"),
-                                        float(r.get("gsd_factor") or 1.0))
+                    loaded = load_image(
+                        resolve_path(r, root),
+                        r.get("window"),
+                        r.get("bands"),
+                        float(r.get("gsd_factor") or 1.0),
+                    )
                 except SampleError as e:
                     log.warning("shards: skipped %s: %s", r["id"], e)
                     continue
-                writer.write(shard_key(r["id"]), {image_format: encode(loaded.array),
-                                                  "json": json.dumps(r).encode()})
+                writer.write(
+                    shard_key(r["id"]), {image_format: encode(loaded.array), "json": json.dumps(r).encode()}
+                )
             paths += writer.paths
     return paths
 
@@ -166,8 +171,15 @@ class ShardDataset(IterableDataset):
     """Streams training items (as :class:`~rsgen.data.dataset.ImageCaptionDataset` gives them) from shards;
     shards are divided among DataLoader workers and, with ``rank``/``world_size``, among processes."""
 
-    def __init__(self, paths: Sequence[str | Path], image_size: int = 64, random_caption: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        image_size: int = 64,
+        random_caption: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise DataError("ShardDataset: no shard paths given")
@@ -193,5 +205,11 @@ class ShardDataset(IterableDataset):
             caps = rec.get("captions") or [""]
             rng = np.random.default_rng([self.seed, self.epoch, self.rank, wid, n])
             caption = caps[int(rng.integers(len(caps)))] if self.random_caption else caps[0]
-            yield {"pixel_values": to_tensor(pixels), "caption": caption, "metadata": meta, "index": n,
-                   "source": rec.get("source", ""), "label": rec.get("label")}
+            yield {
+                "pixel_values": to_tensor(pixels),
+                "caption": caption,
+                "metadata": meta,
+                "index": n,
+                "source": rec.get("source", ""),
+                "label": rec.get("label"),
+            }

@@ -57,7 +57,9 @@ class AugmentationRow:
         return d
 
 
-def synthetic_from_folder(folder: str | Path, class_names: tuple[str, ...] = EUROSAT_CLASSES) -> LabelledImages:
+def synthetic_from_folder(
+    folder: str | Path, class_names: tuple[str, ...] = EUROSAT_CLASSES
+) -> LabelledImages:
     """Labelled synthetic images: a generated set with labels/class prompts (``generated.jsonl``, sidecars,
     GeoTIFF tags) or ``folder/<Class>/*.png``. Images whose class is unknown are dropped (and counted)."""
     from rsgen.eval.generated_set import INDEX_NAMES, load_generated_set
@@ -99,7 +101,9 @@ def augmentation_test(
         real_acc, aug_acc = [], []
         for seed in config.seeds:
             t0 = time.perf_counter()
-            cfg = ClassifierTrainConfig(**{**asdict(config.classifier), "seed": seed, "min_steps": config.steps})
+            cfg = ClassifierTrainConfig(
+                **{**asdict(config.classifier), "seed": seed, "min_steps": config.steps}
+            )
             real = per_class_subset(real_train, n, seed)
             synth = per_class_subset(synthetic, config.m_synthetic_per_class, seed)
             mixed_x = np.concatenate([real.images, synth.images])
@@ -110,7 +114,12 @@ def augmentation_test(
             aug_acc.append(accuracy(model, test.images, test.labels))
             log.info(
                 "N=%d seed=%d: real %.3f, real+synthetic (%d) %.3f (%.0f s)",
-                n, seed, real_acc[-1], len(synth), aug_acc[-1], time.perf_counter() - t0,
+                n,
+                seed,
+                real_acc[-1],
+                len(synth),
+                aug_acc[-1],
+                time.perf_counter() - t0,
             )
         rows.append(AugmentationRow(n, config.m_synthetic_per_class, real_acc, aug_acc))
     return rows

@@ -37,7 +37,9 @@ class RSClipHeads(ModelMixin, ConfigMixin):
     """The trainable part of RS-CLIP: projections of image features and text embeddings to a shared space."""
 
     @register_to_config
-    def __init__(self, image_dim: int = 256, text_dim: int = 384, embed_dim: int = 128, text_encoder: str = "minilm"):
+    def __init__(
+        self, image_dim: int = 256, text_dim: int = 384, embed_dim: int = 128, text_encoder: str = "minilm"
+    ):
         super().__init__()
         self.image_proj = nn.Sequential(nn.Linear(image_dim, 256), nn.GELU(), nn.Linear(256, embed_dim))
         self.text_proj = nn.Sequential(nn.Linear(text_dim, 256), nn.GELU(), nn.Linear(256, embed_dim))
@@ -66,7 +68,9 @@ class TextTower:
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
             tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt")
-            hidden = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+            hidden = self.model(
+                input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
+            ).last_hidden_state
             mask = tok["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1)  # (B, 384)
             for t, v in zip(chunk, pooled, strict=True):
@@ -113,7 +117,9 @@ class RSClip:
         return (100 * cos.clamp(min=0)).numpy().astype(np.float64)
 
 
-def local_clip_score(images: np.ndarray, texts: list[str], model_path: str | Path, batch_size: int = 64) -> float:
+def local_clip_score(
+    images: np.ndarray, texts: list[str], model_path: str | Path, batch_size: int = 64
+) -> float:
     """Mean CLIPScore ``100 * max(cos(image, text), 0)`` with a local transformers CLIP checkpoint.
 
     Computed here with the definition torchmetrics' ``CLIPScore`` uses: torchmetrics 1.9 fails with
@@ -123,13 +129,20 @@ def local_clip_score(images: np.ndarray, texts: list[str], model_path: str | Pat
 
     path = Path(model_path)
     if not (path / "config.json").is_file():
-        raise WeightsNotFoundError(f"CLIP checkpoint not found at {path} (expected a transformers CLIP folder)")
+        raise WeightsNotFoundError(
+            f"CLIP checkpoint not found at {path} (expected a transformers CLIP folder)"
+        )
     model, processor = CLIPModel.from_pretrained(str(path)).eval(), CLIPProcessor.from_pretrained(str(path))
     scores = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            inputs = processor(text=texts[i : i + batch_size], images=list(images[i : i + batch_size]),
-                               return_tensors="pt", padding=True, truncation=True)
+            inputs = processor(
+                text=texts[i : i + batch_size],
+                images=list(images[i : i + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+            )
             out = model(**inputs)
             img = F.normalize(out.image_embeds, dim=-1)  # (B, E)
             txt = F.normalize(out.text_embeds, dim=-1)  # (B, E)
@@ -162,8 +175,9 @@ def rs_clip_scores(
     captions (``real``)."""
     rng = np.random.default_rng(seed)
     gen = clip.scores(images, prompts).mean()
-    shuffled = np.mean([clip.scores(images, [prompts[i] for i in rng.permutation(len(prompts))]).mean()
-                        for _ in range(3)])
+    shuffled = np.mean(
+        [clip.scores(images, [prompts[i] for i in rng.permutation(len(prompts))]).mean() for _ in range(3)]
+    )
     real_score = float(clip.scores(real[0], real[1]).mean()) if real is not None else None
     return ClipScoreResult("CLIP_RS", float(gen), float(shuffled), real_score, len(prompts))
 
@@ -180,7 +194,8 @@ def eurosat_caption_pairs(split: str, n: int | None = None, seed: int = 0) -> tu
     writer = CaptionWriter(seed=seed)
     meta = Metadata(gsd_m=EUROSAT_GSD_M, sensor="Sentinel-2")
     captions = [
-        writer.captions(data.class_names[y], meta, n=1, key=f"{split}-{i}")[0] for i, y in enumerate(data.labels)
+        writer.captions(data.class_names[y], meta, n=1, key=f"{split}-{i}")[0]
+        for i, y in enumerate(data.labels)
     ]
     return data.images, captions
 

@@ -20,7 +20,11 @@ from rsgen.eval.reference_data import EUROSAT_GSD_M, eurosat_val_half
 
 
 def write_control_set(
-    out: str | Path, n: int = 500, kind: str = "real", gsd_factors: tuple[float, ...] = (1.0, 2.0, 4.0), seed: int = 0
+    out: str | Path,
+    n: int = 500,
+    kind: str = "real",
+    gsd_factors: tuple[float, ...] = (1.0, 2.0, 4.0),
+    seed: int = 0,
 ) -> Path:
     """Write a ``real`` or ``noise`` control set of ``n`` images (from EuroSAT val half a) to ``out``."""
     if kind not in ("real", "noise"):
@@ -40,6 +44,12 @@ def write_control_set(
     records = []
     for j, i in enumerate(idx):
         name = val.class_names[val.labels[i]]
-        records.append({"prompt": class_prompt(name), "label": name, "metadata": {"gsd_m": EUROSAT_GSD_M * factors[j]},
-                        "source": f"control-{kind}: EuroSAT val half a #{i}"})
+        records.append(
+            {
+                "prompt": class_prompt(name),
+                "label": name,
+                "metadata": {"gsd_m": EUROSAT_GSD_M * factors[j]},
+                "source": f"control-{kind}: EuroSAT val half a #{i}",
+            }
+        )
     return write_generated_set(out, images, records)

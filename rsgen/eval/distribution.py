@@ -113,13 +113,17 @@ def load_inception_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightsNotFoundError(f"{path}: not a plain tensor state dict ({str(e).splitlines()[0]})") from None
+        raise WeightsNotFoundError(
+            f"{path}: not a plain tensor state dict ({str(e).splitlines()[0]})"
+        ) from None
     if not isinstance(state, dict):
         raise WeightsNotFoundError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
 
 
-def build_feature_extractor(inception_weights: str | Path | None = None, feature_net: str | Path | None = None):
+def build_feature_extractor(
+    inception_weights: str | Path | None = None, feature_net: str | Path | None = None
+):
     """The standard InceptionV3 when ``inception_weights`` is given, else the RS feature network."""
     if inception_weights is not None:
         return StandardInceptionExtractor(inception_weights)

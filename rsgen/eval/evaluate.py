@@ -93,19 +93,36 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
             prompts = [class_prompt(c) for c in classes]
             metas = [Metadata(gsd_m=g) for g in gsds]
             seeds = [config.seed + i for i in idx]
-            out = pipe(prompt=prompts, metadata=metas, n=1, num_inference_steps=steps, guidance_text=guidance,
-                       seed=seeds, output_type="np", progress=False)
+            out = pipe(
+                prompt=prompts,
+                metadata=metas,
+                n=1,
+                num_inference_steps=steps,
+                guidance_text=guidance,
+                seed=seeds,
+                output_type="np",
+                progress=False,
+            )
             for j in range(len(idx)):
                 images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (H, W, 3)
-                records.append({
-                    "path": f"img_{k:05d}.png", "prompt": prompts[j], "label": classes[j],
-                    "metadata": metas[j].to_dict(), "seed": seeds[j], "guidance_scale": guidance, "steps": steps,
-                })
+                records.append(
+                    {
+                        "path": f"img_{k:05d}.png",
+                        "prompt": prompts[j],
+                        "label": classes[j],
+                        "metadata": metas[j].to_dict(),
+                        "seed": seeds[j],
+                        "guidance_scale": guidance,
+                        "steps": steps,
+                    }
+                )
                 k += 1
     return write_generated_set(out_folder, np.stack(images), records)
 
 
-def _sweeps(gen: GeneratedSet, gen_feats: Any, ref_feats: Any, keys: tuple[str, ...], suffix: str) -> list[dict]:
+def _sweeps(
+    gen: GeneratedSet, gen_feats: Any, ref_feats: Any, keys: tuple[str, ...], suffix: str
+) -> list[dict]:
     """FID per value of each sweep key (guidance scale, steps) that takes more than one value."""
     out = []
     for key in keys:
@@ -113,9 +130,19 @@ def _sweeps(gen: GeneratedSet, gen_feats: Any, ref_feats: Any, keys: tuple[str, 
         if len(groups) < 2:
             continue
         xs = sorted(groups, key=float)
-        ys = [frechet_distance(ref_feats, gen_feats[groups[x]]) if len(groups[x]) > 1 else float("nan") for x in xs]
-        out.append({"key": key, "metric": f"FID{suffix}", "x": [float(x) for x in xs],
-                    "n": [len(groups[x]) for x in xs], "y": ys})
+        ys = [
+            frechet_distance(ref_feats, gen_feats[groups[x]]) if len(groups[x]) > 1 else float("nan")
+            for x in xs
+        ]
+        out.append(
+            {
+                "key": key,
+                "metric": f"FID{suffix}",
+                "x": [float(x) for x in xs],
+                "n": [len(groups[x]) for x in xs],
+                "y": ys,
+            }
+        )
     return out
 
 
@@ -139,19 +166,31 @@ def _metadata_predictors(config: EvaluateConfig) -> list[MetadataPredictorSpec]:
 
     return [
         MetadataPredictorSpec(
-            "gsd_m", lambda s: s.effective_gsd(config.image_size), lambda: gsdp.load_gsd_predictor(config.gsd_predictor),
-            gsdp.predict_gsd, gsdp.real_heldout_set, gsdp.log2_errors, gsdp.gsd_faithfulness, True,
+            "gsd_m",
+            lambda s: s.effective_gsd(config.image_size),
+            lambda: gsdp.load_gsd_predictor(config.gsd_predictor),
+            gsdp.predict_gsd,
+            gsdp.real_heldout_set,
+            gsdp.log2_errors,
+            gsdp.gsd_faithfulness,
+            True,
         ),
         MetadataPredictorSpec(
-            "year", lambda s: s.metadata.date.year if s.metadata.date is not None else None,
+            "year",
+            lambda s: s.metadata.date.year if s.metadata.date is not None else None,
             lambda: yearp.load_year_predictor(config.year_predictor),
-            yearp.predict_year, yearp.real_heldout_set, yearp.year_errors, yearp.year_faithfulness, False,
+            yearp.predict_year,
+            yearp.real_heldout_set,
+            yearp.year_errors,
+            yearp.year_faithfulness,
+            False,
         ),
     ]
 
 
-def _metadata_section(spec: MetadataPredictorSpec, gen: GeneratedSet, config: EvaluateConfig,
-                      report: dict, out: Path) -> None:
+def _metadata_section(
+    spec: MetadataPredictorSpec, gen: GeneratedSet, config: EvaluateConfig, report: dict, out: Path
+) -> None:
     """Predict ``spec.field`` on the generated images that asked for it; score vs real and shuffled."""
     from rsgen.eval.report import plot_predicted_vs_requested
 
@@ -212,11 +251,15 @@ def _clip_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) -> No
     if config.clip_model:
         rng = np.random.default_rng(0)
         shuffled = [prompts[i] for i in rng.permutation(len(prompts))]
-        report["clip"].append(ClipScoreResult(
-            "CLIP", local_clip_score(images, prompts, config.clip_model),
-            local_clip_score(images, shuffled, config.clip_model),
-            local_clip_score(real[0], real[1], config.clip_model) if real is not None else None, len(prompts),
-        ).to_dict())
+        report["clip"].append(
+            ClipScoreResult(
+                "CLIP",
+                local_clip_score(images, prompts, config.clip_model),
+                local_clip_score(images, shuffled, config.clip_model),
+                local_clip_score(real[0], real[1], config.clip_model) if real is not None else None,
+                len(prompts),
+            ).to_dict()
+        )
     else:
         report["not_measured"].append("CLIP score with a standard CLIP: no local checkpoint given (--clip)")
 
@@ -263,12 +306,19 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
         report["plots"].append(name)
     if config.inception_weights:
         inc = StandardInceptionExtractor(config.inception_weights)
-        report["distribution"].append(distribution_metrics(
-            extract_features(inc, gen.images, batch_size=32, progress=True),
-            extract_features(inc, ref.images, batch_size=32, progress=True),
-            inc.description, inc.suffix, ref.source).to_dict())
+        report["distribution"].append(
+            distribution_metrics(
+                extract_features(inc, gen.images, batch_size=32, progress=True),
+                extract_features(inc, ref.images, batch_size=32, progress=True),
+                inc.description,
+                inc.suffix,
+                ref.source,
+            ).to_dict()
+        )
     else:
-        report["not_measured"].append("standard FID/KID/IS: no InceptionV3 weights given (--inception-weights)")
+        report["not_measured"].append(
+            "standard FID/KID/IS: no InceptionV3 weights given (--inception-weights)"
+        )
 
     class_names = tuple(net.config.class_names)
     requested = requested_classes(gen.samples, class_names)

@@ -239,7 +239,9 @@ def fine_tune_regressor(
     if base.config.num_classes == 1:  # continue from a regressor
         model.load_state_dict(base.state_dict())
     else:  # a fresh head on the classifier's features
-        model.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("head.")}, strict=False)
+        model.load_state_dict(
+            {k: v for k, v in base.state_dict().items() if not k.startswith("head.")}, strict=False
+        )
         nn.init.zeros_(model.head.weight)
         nn.init.constant_(model.head.bias, initial_value)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -265,7 +267,9 @@ def predict_scalar(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     """Logits ``(N, num_classes)`` for ``(N, H, W, 3)`` uint8 numpy or ``(N, 3, H, W)`` tensors."""
     x = to_nchw(images) if isinstance(images, np.ndarray) else images
     model.eval()
@@ -292,7 +296,11 @@ def train(config: FeatureNetTrainConfig | None = None) -> dict:
     log.info("training RS feature network on %d EuroSAT train images", len(train_set))
     t0, cpu0 = time.perf_counter(), time.process_time()
     model = train_classifier(
-        train_set.images, train_set.labels, len(train_set.class_names), config.classifier, train_set.class_names
+        train_set.images,
+        train_set.labels,
+        len(train_set.class_names),
+        config.classifier,
+        train_set.class_names,
     )
     train_s, train_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     val_acc = accuracy(model, val_set.images, val_set.labels)

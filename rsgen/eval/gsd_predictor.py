@@ -82,11 +82,7 @@ def load_gsd_scenes(held_out: bool = False) -> list[GeoScene]:
     naip = sorted((root / "naip-timeseries").glob("*.tif"))
     if not naip:
         raise DataError(f"NAIP tiles not found in {root / 'naip-timeseries'}")
-    scenes = [
-        load_scene(p)
-        for p in naip
-        if (p.stem[-8:-4] in HELD_OUT_NAIP_YEARS) == held_out
-    ]
+    scenes = [load_scene(p) for p in naip if (p.stem[-8:-4] in HELD_OUT_NAIP_YEARS) == held_out]
     if not held_out:
         for name, bands in HIGHRES_RGB:
             p = root / "highres-aerial" / name
@@ -190,7 +186,9 @@ def real_heldout_set(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng(seed)
     scenes = load_gsd_scenes(held_out=True)
-    x, log_gsd = _sample_batch(scenes, load_eurosat("val").images, n, rng, eurosat_fraction=0.5, naip_fraction=0.5)
+    x, log_gsd = _sample_batch(
+        scenes, load_eurosat("val").images, n, rng, eurosat_fraction=0.5, naip_fraction=0.5
+    )
     return x.permute(0, 2, 3, 1).numpy(), log_gsd.exp().numpy().astype(np.float64)
 
 
@@ -205,7 +203,13 @@ def train(config: GSDTrainConfig | None = None) -> dict:
     t0 = time.perf_counter()
     model = fine_tune_regressor(
         lambda rng, n: _sample_batch(scenes, eurosat, n, rng),
-        "log_gsd_m", math.log(10.0), config.steps, config.batch_size, config.lr, config.seed, config.init_from,
+        "log_gsd_m",
+        math.log(10.0),
+        config.steps,
+        config.batch_size,
+        config.lr,
+        config.seed,
+        config.init_from,
     )
     train_s = time.perf_counter() - t0
     images, gsd = real_heldout_set(config.eval_images)

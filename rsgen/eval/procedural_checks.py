@@ -69,8 +69,11 @@ def cloud_mask(image: Any) -> np.ndarray:
 def snow_mask(image: Any) -> np.ndarray:
     """(H, W) bool: snow (bright, nearly grey, not cloud)."""
     rgb = _rgb(image)
-    return (rgb.mean(axis=-1) >= SNOW_MIN_MEAN) & (_saturation(rgb) <= SNOW_MAX_SATURATION) & \
-        (rgb.min(axis=-1) < CLOUD_MIN_CHANNEL)
+    return (
+        (rgb.mean(axis=-1) >= SNOW_MIN_MEAN)
+        & (_saturation(rgb) <= SNOW_MAX_SATURATION)
+        & (rgb.min(axis=-1) < CLOUD_MIN_CHANNEL)
+    )
 
 
 def water_mask(image: Any) -> np.ndarray:
@@ -82,8 +85,13 @@ def water_mask(image: Any) -> np.ndarray:
 def vegetation_mask(image: Any) -> np.ndarray:
     """(H, W) bool: vegetation / soil estimated from colour: coloured (not grey), not too dark, not water."""
     rgb = _rgb(image)
-    return (_saturation(rgb) >= 0.15) & (rgb.mean(axis=-1) >= 30) & ~water_mask(rgb) & ~snow_mask(rgb) & \
-        ~cloud_mask(rgb)
+    return (
+        (_saturation(rgb) >= 0.15)
+        & (rgb.mean(axis=-1) >= 30)
+        & ~water_mask(rgb)
+        & ~snow_mask(rgb)
+        & ~cloud_mask(rgb)
+    )
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -135,14 +143,19 @@ def measure_leaf_colour(image: Any, vegetation: np.ndarray | None = None) -> dic
     if not veg.any():
         return {"greenness": float("nan"), "autumn": float("nan"), "n_pixels": 0}
     pix = rgb[veg]  # (N, 3)
-    return {"greenness": float(greenness_index(green_chromatic(pix).mean())),
-            "autumn": float(autumn_index(red_blue_index(pix).mean())), "n_pixels": int(veg.sum())}
+    return {
+        "greenness": float(greenness_index(green_chromatic(pix).mean())),
+        "autumn": float(autumn_index(red_blue_index(pix).mean())),
+        "n_pixels": int(veg.sum()),
+    }
 
 
 def colour_indices(colour: Sequence[float]) -> dict[str, float]:
     """The indices :func:`measure_leaf_colour` reads from an image whose vegetation has this colour."""
-    return {"greenness": float(greenness_index(green_chromatic(colour))),
-            "autumn": float(autumn_index(red_blue_index(colour)))}
+    return {
+        "greenness": float(greenness_index(green_chromatic(colour))),
+        "autumn": float(autumn_index(red_blue_index(colour))),
+    }
 
 
 @dataclass(frozen=True)
@@ -276,8 +289,9 @@ def autocorrelation_scale(image: Any) -> float:
     yy, xx = np.indices(ac.shape)
     r = np.hypot(yy - h, xx - w).round().astype(int)
     # Normalise by the overlap so long lags are not biased towards 0.
-    overlap = np.fft.fftshift(np.fft.irfft2(np.abs(np.fft.rfft2(np.ones_like(lum), s=(2 * h, 2 * w))) ** 2,
-                                            s=(2 * h, 2 * w)))
+    overlap = np.fft.fftshift(
+        np.fft.irfft2(np.abs(np.fft.rfft2(np.ones_like(lum), s=(2 * h, 2 * w))) ** 2, s=(2 * h, 2 * w))
+    )
     ac = ac * (h * w) / np.maximum(overlap, 1.0)
     max_r = min(h, w) // 2
     sums = np.bincount(r.ravel(), weights=ac.ravel(), minlength=max_r + 1)[: max_r + 1]
@@ -315,8 +329,11 @@ def measure_rules(image: Any, masks: Mapping[str, np.ndarray] | None = None) -> 
     if veg is not None:  # away from edges (the sensor blur mixes neighbours) and from cloud haze
         from scipy import ndimage
 
-        veg = ndimage.binary_erosion(veg, border_value=1) & ~snow_mask(rgb) & \
-            ~ndimage.binary_dilation(cloud_est, iterations=3)
+        veg = (
+            ndimage.binary_erosion(veg, border_value=1)
+            & ~snow_mask(rgb)
+            & ~ndimage.binary_dilation(cloud_est, iterations=3)
+        )
     leaf = measure_leaf_colour(rgb, veg)
     out: dict[str, Any] = {
         "cloud_fraction": measure_cloud_fraction(rgb),
@@ -352,9 +369,19 @@ def score_rules(
     if masks is not None and len(masks) != len(images):
         raise DataError(f"score_rules: {len(masks)} mask sets for {len(images)} images")
     params = params or SceneParams()
-    errors: dict[str, list[float]] = {k: [] for k in (
-        "cloud_fraction", "snow_cover", "greenness", "autumn", "shadow_length_px", "shadow_length_rel",
-        "shadow_direction", "object_scale_log2")}
+    errors: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "cloud_fraction",
+            "snow_cover",
+            "greenness",
+            "autumn",
+            "shadow_length_px",
+            "shadow_length_rel",
+            "shadow_direction",
+            "object_scale_log2",
+        )
+    }
     rows = []
     for i, (image, meta) in enumerate(zip(images, metadatas, strict=True)):
         want = expected_rules(meta, params)
@@ -381,8 +408,12 @@ def score_rules(
             errors["object_scale_log2"].append(abs(math.log2(g / w)))
         if per_image:
             rows.append({"expected": {k: v for k, v in want.items() if k != "leaf_colour"}, "measured": got})
-    result: dict[str, Any] = {"synthetic": True, "benchmark": "procedural rules (synthetic)",
-                              "n_images": len(images), "masks": masks is not None}
+    result: dict[str, Any] = {
+        "synthetic": True,
+        "benchmark": "procedural rules (synthetic)",
+        "n_images": len(images),
+        "masks": masks is not None,
+    }
     for name, vals in errors.items():
         key = "shadow_direction_accuracy" if name == "shadow_direction" else f"{name}_mae"
         result[key] = float(np.mean(vals)) if vals else float("nan")

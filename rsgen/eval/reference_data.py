@@ -50,7 +50,9 @@ class LabelledImages:
         return len(self.images)
 
     def subset(self, index: np.ndarray) -> LabelledImages:
-        return LabelledImages(self.images[index], self.labels[index], self.class_names, self.source, self.skipped)
+        return LabelledImages(
+            self.images[index], self.labels[index], self.class_names, self.source, self.skipped
+        )
 
 
 def cache_dir() -> Path:
@@ -94,7 +96,10 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image_folder(
-    root: str | Path, class_names: tuple[str, ...] | None = None, size: int = 64, max_per_class: int | None = None
+    root: str | Path,
+    class_names: tuple[str, ...] | None = None,
+    size: int = 64,
+    max_per_class: int | None = None,
 ) -> LabelledImages:
     """Images in ``root/<Class>/`` (labelled) or directly in ``root`` (label -1), resized to ``size``.
 
@@ -127,16 +132,22 @@ def load_image_folder(
         labels.append(label)
     if not images:
         raise DataError(f"{root}: none of the {len(files)} images could be decoded")
-    return LabelledImages(np.stack(images), np.asarray(labels, dtype=np.int64), class_names, str(root), skipped)
+    return LabelledImages(
+        np.stack(images), np.asarray(labels, dtype=np.int64), class_names, str(root), skipped
+    )
 
 
-def load_eurosat(split: str = "train", root: str | Path | None = None, use_cache: bool = True) -> LabelledImages:
+def load_eurosat(
+    split: str = "train", root: str | Path | None = None, use_cache: bool = True
+) -> LabelledImages:
     """EuroSAT RGB ``split`` (train 18,900 / val 4,050 images, 64x64) decoded once and cached as ``.npy``."""
     if split not in ("train", "val"):
         raise DataError(f"EuroSAT split {split!r}: expected 'train' or 'val'")
     root = Path(root) if root is not None else eurosat_root()
     if not (root / split).is_dir():
-        raise DataError(f"EuroSAT {split} not found at {root / split} (set RSGEN_DATASETS or give --reference)")
+        raise DataError(
+            f"EuroSAT {split} not found at {root / split} (set RSGEN_DATASETS or give --reference)"
+        )
     img_cache = cache_dir() / f"eurosat_rgb_{split}_images.npy"
     lbl_cache = cache_dir() / f"eurosat_rgb_{split}_labels.npy"
     if use_cache and img_cache.is_file() and lbl_cache.is_file():

@@ -134,9 +134,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in dist["metrics"].items()] + [""]
     for sweep in report.get("sweeps", []):
-        lines += [f"### {sweep['metric']} against {sweep['key']}", "", f"| {sweep['key']} | n | {sweep['metric']} |",
-                  "|---|---|---|"]
-        lines += [f"| {x} | {n} | {_fmt(y)} |" for x, n, y in zip(sweep["x"], sweep["n"], sweep["y"], strict=True)]
+        lines += [
+            f"### {sweep['metric']} against {sweep['key']}",
+            "",
+            f"| {sweep['key']} | n | {sweep['metric']} |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {x} | {n} | {_fmt(y)} |" for x, n, y in zip(sweep["x"], sweep["n"], sweep["y"], strict=True)
+        ]
         lines += [""]
     text = report.get("text_faithfulness")
     if text:
@@ -174,10 +180,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             "| score | generated, own prompts | generated, shuffled prompts | real EuroSAT val, own captions |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {c['name']} | {_fmt(c['generated'])} | {_fmt(c['generated_shuffled'])} | "
-                  f"{_fmt(c['real_own_captions'])} |" for c in clips]
-        lines += ["", "CLIP_RS is the project's offline RS-CLIP (RS feature network + MiniLM): compare it only with "
-                  "its references in this table, never with published CLIP scores.", ""]
+        lines += [
+            f"| {c['name']} | {_fmt(c['generated'])} | {_fmt(c['generated_shuffled'])} | "
+            f"{_fmt(c['real_own_captions'])} |"
+            for c in clips
+        ]
+        lines += [
+            "",
+            "CLIP_RS is the project's offline RS-CLIP (RS feature network + MiniLM): compare it only with "
+            "its references in this table, never with published CLIP scores.",
+            "",
+        ]
     aug = report.get("augmentation_markdown")
     if aug:
         lines += ["## Downstream augmentation test", "", aug, ""]

@@ -17,7 +17,10 @@ from rsgen.eval.reference_data import EUROSAT_CLASSES
 # Words that name a EuroSAT class in a prompt; the first matching class wins (more specific ones first).
 PROMPT_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("PermanentCrop", ("permanent crop", "orchard", "vineyard", "olive grove", "plantation")),
-    ("AnnualCrop", ("annual crop", "farmland", "cropland", "crop field", "arable", "cultivated field", "farming")),
+    (
+        "AnnualCrop",
+        ("annual crop", "farmland", "cropland", "crop field", "arable", "cultivated field", "farming"),
+    ),
     ("HerbaceousVegetation", ("herbaceous", "meadow", "grassland", "scrub", "shrub", "natural vegetation")),
     ("Pasture", ("pasture", "grazing", "paddock")),
     ("Highway", ("highway", "motorway", "freeway", "interchange", "road")),

@@ -44,7 +44,9 @@ def load_dated_scenes(part: str) -> list[DatedScene]:
     if part not in ("train", "heldout"):
         raise ValueError(f"part {part!r}: expected 'train' or 'heldout'")
     root = datasets_dir()
-    paths = sorted((root / "naip-timeseries").glob("*.tif")) + sorted((root / "landsat-timeseries").glob("*.tif"))
+    paths = sorted((root / "naip-timeseries").glob("*.tif")) + sorted(
+        (root / "landsat-timeseries").glob("*.tif")
+    )
     if not paths:
         raise DataError(f"no NAIP or Landsat time series found under {root}")
     out = []
@@ -88,7 +90,9 @@ def predict_year(model: RSResNet, images: np.ndarray | torch.Tensor) -> np.ndarr
 def load_year_predictor(path: str | Path | None = None) -> RSResNet:
     path = Path(path) if path is not None else DEFAULT_YEAR_PREDICTOR_DIR
     if not (path / "config.json").is_file():
-        raise WeightsNotFoundError(f"year predictor not found at {path} (train one with eval/train_year_predictor.py)")
+        raise WeightsNotFoundError(
+            f"year predictor not found at {path} (train one with eval/train_year_predictor.py)"
+        )
     return RSResNet.from_pretrained(path).eval()
 
 
@@ -124,8 +128,9 @@ def train(config: YearTrainConfig | None = None) -> dict:
         return x, (years - YEAR_CENTRE) / YEAR_SCALE
 
     t0 = time.perf_counter()
-    model = fine_tune_regressor(batch, "year", 0.0, config.steps, config.batch_size, config.lr, config.seed,
-                                config.init_from)
+    model = fine_tune_regressor(
+        batch, "year", 0.0, config.steps, config.batch_size, config.lr, config.seed, config.init_from
+    )
     train_s = time.perf_counter() - t0
     images, years = real_heldout_set(config.eval_images)
     pred = predict_year(model, images)

@@ -45,7 +45,9 @@ class SuperResolutionConfig:
         if not isinstance(self.factor, int) or self.factor < 2:
             raise ConfigError(f"sr.factor={self.factor!r}: expected an integer upscaling factor >= 2")
         if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
-            raise ConfigError(f"sr.crop={self.crop!r}: expected a positive output crop side in pixels or null")
+            raise ConfigError(
+                f"sr.crop={self.crop!r}: expected a positive output crop side in pixels or null"
+            )
 
 
 def low_res_scale(factor: int, vae_factor: int) -> int:
@@ -68,8 +70,9 @@ def crop_step(factor: int, vae_factor: int) -> int:
 
 def mark_super_resolution(unet: torch.nn.Module, factor: int, vae_factor: int) -> None:
     """Record the stage's factor (and low-res channel count) in the UNet's config, saved with it."""
-    unet.register_to_config(**{SR_FACTOR_KEY: int(factor),
-                               LOW_RES_CHANNELS_KEY: low_res_channels(factor, vae_factor)})
+    unet.register_to_config(
+        **{SR_FACTOR_KEY: int(factor), LOW_RES_CHANNELS_KEY: low_res_channels(factor, vae_factor)}
+    )
 
 
 def sr_factor_of(unet: torch.nn.Module) -> int | None:

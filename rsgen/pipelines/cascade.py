@@ -50,19 +50,25 @@ class CascadeConfig:
         if not self.stages:
             raise ConfigError("cascade: no stages")
         if self.stages[0].factor != 1:
-            raise ConfigError(f"cascade: the first stage {self.stages[0].name!r} is the base stage; its factor must be 1")
+            raise ConfigError(
+                f"cascade: the first stage {self.stages[0].name!r} is the base stage; its factor must be 1"
+            )
         if self.stages[0].skip:
             raise ConfigError("cascade: the base stage cannot be skipped")
         for s in self.stages[1:]:
             if s.factor < 2:
-                raise ConfigError(f"cascade: stage {s.name!r} has factor {s.factor}; a super-resolution stage needs >= 2")
+                raise ConfigError(
+                    f"cascade: stage {s.name!r} has factor {s.factor}; a super-resolution stage needs >= 2"
+                )
 
     def active(self, skip: Sequence[str] = ()) -> list[StageConfig]:
         """The stages that run: not marked ``skip`` in the config nor named in ``skip``."""
         names = {s.name for s in self.stages}
         unknown = set(skip) - names
         if unknown:
-            raise ConfigError(f"cascade: cannot skip unknown stage(s) {sorted(unknown)}; stages: {sorted(names)}")
+            raise ConfigError(
+                f"cascade: cannot skip unknown stage(s) {sorted(unknown)}; stages: {sorted(names)}"
+            )
         if self.stages[0].name in skip:
             raise ConfigError("cascade: the base stage cannot be skipped")
         return [s for s in self.stages if not s.skip and s.name not in skip]
@@ -106,7 +112,9 @@ class CascadeResult:
 class Cascade:
     """Loaded stage pipelines (once) and the code that chains them."""
 
-    def __init__(self, config: CascadeConfig, loader: Callable[[StageConfig], RSGenPipeline] | None = None) -> None:
+    def __init__(
+        self, config: CascadeConfig, loader: Callable[[StageConfig], RSGenPipeline] | None = None
+    ) -> None:
         self.config = config
         self._loader = loader or load_stage
         self._pipes: dict[str, RSGenPipeline] = {}
@@ -115,8 +123,10 @@ class Cascade:
         if stage.name not in self._pipes:
             pipe = self._loader(stage)
             if stage.factor > 1 and pipe.sr_factor != stage.factor:
-                raise ConfigError(f"cascade stage {stage.name!r}: its model is a x{pipe.sr_factor} super-resolution "
-                                  f"model, the stage says factor {stage.factor}")
+                raise ConfigError(
+                    f"cascade stage {stage.name!r}: its model is a x{pipe.sr_factor} super-resolution "
+                    f"model, the stage says factor {stage.factor}"
+                )
             self._pipes[stage.name] = pipe
         return self._pipes[stage.name]
 
@@ -151,7 +161,9 @@ class Cascade:
                 untrained.append(stage.name)
             meta = stage_metadata(metadata, final_w, w)
             is_base = low_res is None
-            log.info("cascade stage %s: %dx%d, %s", stage.name, w, h, meta.describe() if meta else "no metadata")
+            log.info(
+                "cascade stage %s: %dx%d, %s", stage.name, w, h, meta.describe() if meta else "no metadata"
+            )
             out = pipe(
                 prompt,
                 meta,
@@ -177,7 +189,9 @@ class Cascade:
             low_res = out.images * 2 - 1  # (B, 3, h, w) in [-1, 1]
             stage_images.append(out.images.permute(0, 2, 3, 1).numpy())
             stage_metas.append(meta)
-        return CascadeResult(stage_images[-1], seeds, [s.name for s in stages], stage_images, stage_metas, untrained)
+        return CascadeResult(
+            stage_images[-1], seeds, [s.name for s in stages], stage_images, stage_metas, untrained
+        )
 
 
 def load_stage(stage: StageConfig) -> RSGenPipeline:

@@ -48,8 +48,9 @@ class MetadataOptions:
     cloud: str | None = None
 
     def parse(self) -> Metadata:
-        return Metadata.from_cli(gsd=self.gsd, latlon=self.latlon, lat=self.lat, lon=self.lon, date=self.date,
-                                 cloud=self.cloud)
+        return Metadata.from_cli(
+            gsd=self.gsd, latlon=self.latlon, lat=self.lat, lon=self.lon, date=self.date, cloud=self.cloud
+        )
 
 
 @dataclass
@@ -71,7 +72,9 @@ class SamplingOptions:
     def check(self) -> None:
         """Validate before any model is loaded (one-line ConfigError naming the option)."""
         if self.steps < 1:
-            raise ConfigError(f"--steps {self.steps}: the number of denoising steps must be a positive integer")
+            raise ConfigError(
+                f"--steps {self.steps}: the number of denoising steps must be a positive integer"
+            )
         self.scheduler = canonical_scheduler_name(self.scheduler)
         for name, v in (("--guidance-text", self.guidance_text), ("--guidance-meta", self.guidance_meta)):
             if not v >= 0:
@@ -107,7 +110,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         nums = [int(p) for p in parts]
     except ValueError:
-        raise ConfigError(f"--size {text!r}: expected N or WIDTHxHEIGHT in pixels, e.g. 512 or 1024x768") from None
+        raise ConfigError(
+            f"--size {text!r}: expected N or WIDTHxHEIGHT in pixels, e.g. 512 or 1024x768"
+        ) from None
     if len(nums) not in (1, 2) or min(nums) < 1:
         raise ConfigError(f"--size {text!r}: expected N or WIDTHxHEIGHT with positive integers")
     w, h = (nums[0], nums[0]) if len(nums) == 1 else nums
@@ -131,13 +136,15 @@ def read_prompts_file(path: str | Path) -> list[PromptItem]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
             if "prompt" not in rec:
-                raise DataError(f"{path}:{lineno}: a JSONL record needs a \"prompt\" key")
+                raise DataError(f'{path}:{lineno}: a JSONL record needs a "prompt" key')
             try:
                 meta = Metadata.from_dict(rec["metadata"]) if rec.get("metadata") else None
             except MetadataError as e:
                 raise MetadataError(f"{path}:{lineno}: {e}") from None
             seed = rec.get("seed")
-            items.append(PromptItem(str(rec["prompt"]), meta, int(seed) if seed is not None else None, rec.get("name")))
+            items.append(
+                PromptItem(str(rec["prompt"]), meta, int(seed) if seed is not None else None, rec.get("name"))
+            )
         else:
             items.append(PromptItem(line))
     if not items:
@@ -224,12 +231,22 @@ def build_controls(
     out = []
     for spec in specs:
         arr = spec.make(size=size, georef=georef) if georef is not None else spec.make(size=size)
-        out.append(ControlInput(condition_to_tensor(arr)[None], spec.weight, spec.start, spec.end,
-                                _controlnet_for(pipe, spec.kind, model_dir, controlnets), spec.kind))
+        out.append(
+            ControlInput(
+                condition_to_tensor(arr)[None],
+                spec.weight,
+                spec.start,
+                spec.end,
+                _controlnet_for(pipe, spec.kind, model_dir, controlnets),
+                spec.kind,
+            )
+        )
     return out
 
 
-def _settings(req: GenerateRequest, item: PromptItem, seed: int, size: tuple[int, int], extra: dict[str, Any]) -> dict:
+def _settings(
+    req: GenerateRequest, item: PromptItem, seed: int, size: tuple[int, int], extra: dict[str, Any]
+) -> dict:
     s = req.sampling
     return {
         "prompt": item.prompt,
@@ -284,7 +301,9 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         pipe = _load_model(req.sampling.model)
     size = req.size
     if size is None:
-        size = (like_georef.height, like_georef.width) if like_georef is not None else (pipe.default_size,) * 2
+        size = (
+            (like_georef.height, like_georef.width) if like_georef is not None else (pipe.default_size,) * 2
+        )
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
     scene = cascade is None and max(size) >= SCENE_MIN_SIDE
@@ -302,39 +321,86 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         controls = build_controls(pipe, specs, size, georef, s.model, req.controlnets) if specs else []
         if scene:
             assert tiling is not None
-            written += _scene(pipe, req, item, meta, georef, size, seed, controls, tiling, out_dir, stem, index)
+            written += _scene(
+                pipe, req, item, meta, georef, size, seed, controls, tiling, out_dir, stem, index
+            )
             index += req.n
             continue
         if cascade is not None:
-            res = cascade(item.prompt, meta, size=size, n=req.n, seed=seed, steps=s.steps,
-                          guidance_text=s.guidance_text, guidance_meta=s.guidance_meta, scheduler=s.scheduler,
-                          negative_prompt=s.negative, controls=controls, skip=req.skip_stages, tiling=tiling,
-                          progress=s.progress)
+            res = cascade(
+                item.prompt,
+                meta,
+                size=size,
+                n=req.n,
+                seed=seed,
+                steps=s.steps,
+                guidance_text=s.guidance_text,
+                guidance_meta=s.guidance_meta,
+                scheduler=s.scheduler,
+                negative_prompt=s.negative,
+                controls=controls,
+                skip=req.skip_stages,
+                tiling=tiling,
+                progress=s.progress,
+            )
             images, seeds = res.images, res.seeds
             size_out = images.shape[1:3]
-            extra = {"stages": res.stage_names, "stage_gsd_m": [m.gsd_m if m else None for m in res.stage_metadata],
-                     "untrained_stages": res.untrained}
+            extra = {
+                "stages": res.stage_names,
+                "stage_gsd_m": [m.gsd_m if m else None for m in res.stage_metadata],
+                "untrained_stages": res.untrained,
+            }
             meta_out = res.stage_metadata[-1] or meta
             if tuple(size_out) != tuple(size):  # stages skipped: coarser grid over the same footprint
                 georef = georef.resized(size_out[1], size_out[0]) if georef is not None else None
         else:
-            out = pipe(item.prompt, meta, negative_prompt=s.negative, n=req.n, height=size[0], width=size[1],
-                       num_inference_steps=s.steps, guidance_text=s.guidance_text, guidance_meta=s.guidance_meta,
-                       scheduler=s.scheduler, seed=seed, controls=controls, tiling=tiling, progress=s.progress)
+            out = pipe(
+                item.prompt,
+                meta,
+                negative_prompt=s.negative,
+                n=req.n,
+                height=size[0],
+                width=size[1],
+                num_inference_steps=s.steps,
+                guidance_text=s.guidance_text,
+                guidance_meta=s.guidance_meta,
+                scheduler=s.scheduler,
+                seed=seed,
+                controls=controls,
+                tiling=tiling,
+                progress=s.progress,
+            )
             images, seeds, size_out, meta_out = out.images, out.seeds, size, meta
             extra = {"untrained": bool(getattr(pipe, "untrained", False))}
         for img, sd in zip(images_to_uint8(images), seeds, strict=True):
             settings = _settings(req, item, sd, tuple(size_out), extra)
             name = item.name or stem
-            written += write_image(out_dir / f"{name}_{index:04d}_s{sd}", img, georef=georef, metadata=meta_out,
-                                   generation=settings, formats=s.formats)
+            written += write_image(
+                out_dir / f"{name}_{index:04d}_s{sd}",
+                img,
+                georef=georef,
+                metadata=meta_out,
+                generation=settings,
+                formats=s.formats,
+            )
             index += 1
     return written
 
 
-def _scene(pipe: RSGenPipeline, req: GenerateRequest, item: PromptItem, meta: Metadata,
-           georef: GeoReference | None, size: tuple[int, int], seed: int, controls: list[ControlInput],
-           tiling: Tiling, out_dir: Path, stem: str, index: int) -> list[Path]:
+def _scene(
+    pipe: RSGenPipeline,
+    req: GenerateRequest,
+    item: PromptItem,
+    meta: Metadata,
+    georef: GeoReference | None,
+    size: tuple[int, int],
+    seed: int,
+    controls: list[ControlInput],
+    tiling: Tiling,
+    out_dir: Path,
+    stem: str,
+    index: int,
+) -> list[Path]:
     from rsgen.io import atomic_write_json, generation_tags
     from rsgen.pipelines.output import sidecar_record
     from rsgen.pipelines.scene import generate_scene
@@ -346,13 +412,29 @@ def _scene(pipe: RSGenPipeline, req: GenerateRequest, item: PromptItem, meta: Me
     for k in range(req.n):
         sd = seed + k
         base = out_dir / f"{item.name or stem}_{index + k:04d}_s{sd}"
-        settings = _settings(req, item, sd, size, {"scene": True, "untrained": bool(getattr(pipe, "untrained", False))})
+        settings = _settings(
+            req, item, sd, size, {"scene": True, "untrained": bool(getattr(pipe, "untrained", False))}
+        )
         tags = generation_tags(meta, prompt=item.prompt, seed=sd, settings=settings)
-        path = generate_scene(pipe, base.with_name(base.name + ".tif"), item.prompt, meta, height=size[0],
-                              width=size[1], georef=georef, tiling=tiling, negative_prompt=s.negative,
-                              num_inference_steps=s.steps, guidance_text=s.guidance_text,
-                              guidance_meta=s.guidance_meta, scheduler=s.scheduler, seed=sd, controls=controls,
-                              tags=tags, progress=s.progress)
+        path = generate_scene(
+            pipe,
+            base.with_name(base.name + ".tif"),
+            item.prompt,
+            meta,
+            height=size[0],
+            width=size[1],
+            georef=georef,
+            tiling=tiling,
+            negative_prompt=s.negative,
+            num_inference_steps=s.steps,
+            guidance_text=s.guidance_text,
+            guidance_meta=s.guidance_meta,
+            scheduler=s.scheduler,
+            seed=sd,
+            controls=controls,
+            tags=tags,
+            progress=s.progress,
+        )
         side = base.with_name(base.name + ".json")
         atomic_write_json(side, sidecar_record(meta, settings))
         written += [path, side]
@@ -386,21 +468,52 @@ def run_whatif_request(req: WhatIfRequest) -> list[Path]:
     base = source.metadata.merged_with(cli_meta)
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
-    res = run_whatif(pipe, source, req.prompt, field_name, values, strength=req.strength, steps=s.steps,
-                     seed=s.seed, guidance_text=s.guidance_text, guidance_meta=s.guidance_meta,
-                     scheduler=s.scheduler, base_metadata=base, tiling=tiling, progress=s.progress)
+    res = run_whatif(
+        pipe,
+        source,
+        req.prompt,
+        field_name,
+        values,
+        strength=req.strength,
+        steps=s.steps,
+        seed=s.seed,
+        guidance_text=s.guidance_text,
+        guidance_meta=s.guidance_meta,
+        scheduler=s.scheduler,
+        base_metadata=base,
+        tiling=tiling,
+        progress=s.progress,
+    )
     out_dir = Path(s.out)
     stem = s.name or "whatif"
     written = []
-    for k, (v, img, georef, meta) in enumerate(zip(res.variants, res.images, res.georefs, res.metadata, strict=True)):
-        settings = {"prompt": v.prompt, "seed": res.seed, "strength": req.strength, "sweep": req.sweep,
-                    "value": v.label, "steps": s.steps, "scheduler": s.scheduler,
-                    "guidance_text": s.guidance_text, "guidance_meta": s.guidance_meta,
-                    "model": s.model or "default", "untrained": bool(getattr(pipe, "untrained", False)),
-                    "rsgen_version": __version__, **source_settings(source)}
+    for k, (v, img, georef, meta) in enumerate(
+        zip(res.variants, res.images, res.georefs, res.metadata, strict=True)
+    ):
+        settings = {
+            "prompt": v.prompt,
+            "seed": res.seed,
+            "strength": req.strength,
+            "sweep": req.sweep,
+            "value": v.label,
+            "steps": s.steps,
+            "scheduler": s.scheduler,
+            "guidance_text": s.guidance_text,
+            "guidance_meta": s.guidance_meta,
+            "model": s.model or "default",
+            "untrained": bool(getattr(pipe, "untrained", False)),
+            "rsgen_version": __version__,
+            **source_settings(source),
+        }
         label = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in v.label)
-        written += write_image(out_dir / f"{stem}_{k:02d}_{label}", images_to_uint8(img[None])[0], georef=georef,
-                               metadata=meta, generation=settings, formats=s.formats)
+        written += write_image(
+            out_dir / f"{stem}_{k:02d}_{label}",
+            images_to_uint8(img[None])[0],
+            georef=georef,
+            metadata=meta,
+            generation=settings,
+            formats=s.formats,
+        )
     source_rgb = (source.pixels[0].permute(1, 2, 0).numpy() + 1) / 2
     grid = labelled_grid(res.images, [v.label for v in res.variants], source=source_rgb)
     written.append(write_png(out_dir / f"{stem}_grid.png", grid))

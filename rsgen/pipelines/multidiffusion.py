@@ -52,7 +52,9 @@ class BandSchedulers:
         return self.schedulers[band].step(model_output, t, sample, **kwargs)[0]
 
 
-def window_weight_sums(store: LatentStore, windows: Sequence[Window], height: int, width: int, overlap: int) -> LatentStore:
+def window_weight_sums(
+    store: LatentStore, windows: Sequence[Window], height: int, width: int, overlap: int
+) -> LatentStore:
     """Per latent pixel, the summed blending weight of the windows covering it, as a 1-channel store."""
     sums = store.like(channels=1)
     for win in windows:

@@ -157,7 +157,11 @@ class RSGenPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------------ save / load
     def save_pretrained(
-        self, save_directory: str | os.PathLike, *args: Any, text_encoder_ref: str | None = None, **kwargs: Any
+        self,
+        save_directory: str | os.PathLike,
+        *args: Any,
+        text_encoder_ref: str | None = None,
+        **kwargs: Any,
     ) -> None:
         """diffusers' save; ``text_encoder_ref`` (a key of :data:`PACKAGED_TEXT_ENCODERS`) leaves out
         ``text_encoder/`` and ``tokenizer/`` and records the package instead. ConfigError unless this pipeline's
@@ -173,14 +177,19 @@ class RSGenPipeline(DiffusionPipeline):
             folder = Path(save_directory)
             for name in ("text_encoder", "tokenizer"):
                 shutil.rmtree(folder / name, ignore_errors=True)
-            atomic_write_json(folder / TEXT_ENCODER_REF_FILE, {
-                "package": text_encoder_ref,
-                "version": _dist_version(text_encoder_ref),
-                "components": ["text_encoder", "tokenizer"],
-            })
+            atomic_write_json(
+                folder / TEXT_ENCODER_REF_FILE,
+                {
+                    "package": text_encoder_ref,
+                    "version": _dist_version(text_encoder_ref),
+                    "components": ["text_encoder", "tokenizer"],
+                },
+            )
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> RSGenPipeline:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> RSGenPipeline:
         """diffusers' load; a folder with ``text_encoder_ref.json`` gets its text encoder and tokenizer from the
         referenced pip package (WeightsNotFoundError naming the package when it is not installed)."""
         ref_file = Path(pretrained_model_name_or_path) / TEXT_ENCODER_REF_FILE
@@ -213,7 +222,9 @@ class RSGenPipeline(DiffusionPipeline):
         """s of the low-res fold (3 s^2 channels); ConfigError when the UNet's input does not match it."""
         factor = self.sr_factor
         if factor is None:
-            raise ConfigError("this pipeline is not a super-resolution stage (its UNet config has no _sr_factor)")
+            raise ConfigError(
+                "this pipeline is not a super-resolution stage (its UNet config has no _sr_factor)"
+            )
         expected = self.latent_channels + low_res_channels(factor, self.latent_factor)
         if int(self.unet.config.in_channels) != expected:
             raise ConfigError(
@@ -245,7 +256,9 @@ class RSGenPipeline(DiffusionPipeline):
     @torch.no_grad()
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """Prompts (B,) -> token hidden states (B, T, D)."""
-        return encode_prompts(self.tokenizer, self.text_encoder, list(prompts)).to(self.device, self.unet.dtype)
+        return encode_prompts(self.tokenizer, self.text_encoder, list(prompts)).to(
+            self.device, self.unet.dtype
+        )
 
     @torch.no_grad()
     def embed_metadata(
@@ -276,8 +289,9 @@ class RSGenPipeline(DiffusionPipeline):
         return Conditioning(text, neg, meta, meta_null, scales)
 
     # ------------------------------------------------------------------------------------------ the model
-    def guided_output(self, x: torch.Tensor, t: torch.Tensor, step: int, num_steps: int, win: Window,
-                      cond: Conditioning) -> torch.Tensor:
+    def guided_output(
+        self, x: torch.Tensor, t: torch.Tensor, step: int, num_steps: int, win: Window, cond: Conditioning
+    ) -> torch.Tensor:
         """Guided model output for latents x (B, C, h, w) (already scaled by the scheduler) in window ``win``.
 
         The guidance branches are stacked into one batch (nb * B) for a single UNet (+ ControlNet) call.
@@ -301,7 +315,9 @@ class RSGenPipeline(DiffusionPipeline):
                 nets.append(c.controlnet or self.controlnet)
                 images.append(torch.cat([img] * nb))
                 weights.append(c.weight)
-        out = controlled_unet_forward(self.unet, nets, sample, t, text, meta, images, weights)  # (nb * B, C, h, w)
+        out = controlled_unet_forward(
+            self.unet, nets, sample, t, text, meta, images, weights
+        )  # (nb * B, C, h, w)
         return combine_guidance(split_branches(out, branches), cond.scales)  # (B, C, h, w)
 
     # -------------------------------------------------------------------------------------------- helpers
@@ -334,12 +350,14 @@ class RSGenPipeline(DiffusionPipeline):
         """Expand prompts and metadata to one entry per image: each prompt repeated ``n`` times."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
-            raise ConfigError("no prompt given (use \"\" for an unconditional image)")
+            raise ConfigError('no prompt given (use "" for an unconditional image)')
         if n < 1:
             raise ConfigError(f"n={n}: the number of images per prompt must be at least 1")
         metas = list(metadata) if isinstance(metadata, list | tuple) else [metadata] * len(prompts)
         if len(metas) != len(prompts):
-            raise ConfigError(f"got {len(metas)} metadata entries for {len(prompts)} prompts; give one or one each")
+            raise ConfigError(
+                f"got {len(metas)} metadata entries for {len(prompts)} prompts; give one or one each"
+            )
         return [p for p in prompts for _ in range(n)], [m for m in metas for _ in range(n)]
 
     # ------------------------------------------------------------------------------------------- sampling
@@ -364,11 +382,15 @@ class RSGenPipeline(DiffusionPipeline):
         run = self.prepare(prompt, metadata, **options)
         image = options.get("image")
         b, (h, w) = len(run.seeds), run.latent_hw
-        noise = per_sample_noise((b, self.latent_channels, h, w), run.generators, self.device, self.unet.dtype)
+        noise = per_sample_noise(
+            (b, self.latent_channels, h, w), run.generators, self.device, self.unet.dtype
+        )
         if image is not None:
             init = encode_image(self.vae, _match_batch(image, b, "image"))  # (B, C, h, w)
             if tuple(init.shape[-2:]) != (h, w):
-                raise DataError(f"image {tuple(image.shape[-2:])} does not match the output grid {h}x{w} latents")
+                raise DataError(
+                    f"image {tuple(image.shape[-2:])} does not match the output grid {h}x{w} latents"
+                )
             latents = run.scheduler.add_noise(init.to(noise), noise, run.timesteps[0].reshape(1).repeat(b))
         else:
             latents = noise * run.scheduler.init_noise_sigma  # (B, C, h, w)
@@ -412,8 +434,11 @@ class RSGenPipeline(DiffusionPipeline):
         b = len(prompts)
         negs = None
         if negative_prompt is not None:
-            negs = [negative_prompt] * b if isinstance(negative_prompt, str) else \
-                [p for p in negative_prompt for _ in range(n)]
+            negs = (
+                [negative_prompt] * b
+                if isinstance(negative_prompt, str)
+                else [p for p in negative_prompt for _ in range(n)]
+            )
             if len(negs) != b:
                 raise ConfigError(f"got {len(negs) // n} negative prompts for {b // n} prompts")
         if image is not None and height is None:
@@ -439,19 +464,35 @@ class RSGenPipeline(DiffusionPipeline):
             lr = _match_batch(low_res, b, "low_res").to(self.device, torch.float32)
             scale, factor = self.low_res_scale, self.sr_factor
             if tuple(lr.shape[-2:]) != (height // factor, width // factor):
-                log.warning("low_res is %dx%d; this x%d stage expects %dx%d for a %dx%d output (resized)",
-                            lr.shape[-1], lr.shape[-2], factor, width // factor, height // factor, width, height)
+                log.warning(
+                    "low_res is %dx%d; this x%d stage expects %dx%d for a %dx%d output (resized)",
+                    lr.shape[-1],
+                    lr.shape[-2],
+                    factor,
+                    width // factor,
+                    height // factor,
+                    width,
+                    height,
+                )
             assert levels is not None
-            cond.low_res = torch.cat([
-                low_res_condition(lr[i : i + 1], (h, w), levels[i : i + 1], generators[i], scale) for i in range(b)
-            ]).to(self.unet.dtype)  # (B, 3 s^2, h, w)
+            cond.low_res = torch.cat(
+                [
+                    low_res_condition(lr[i : i + 1], (h, w), levels[i : i + 1], generators[i], scale)
+                    for i in range(b)
+                ]
+            ).to(self.unet.dtype)  # (B, 3 s^2, h, w)
         elif low_res is not None:
             raise ConfigError("low_res was given but this pipeline is not a super-resolution stage")
         cond.controls = self._check_controls(controls, b, height, width)
         return SamplingRun(prompts, metas, seeds, generators, sched, timesteps, cond, (h, w))
 
     def denoise(
-        self, run: SamplingRun, latents: LatentStore, tiling: Tiling, bands: list[Window], progress: bool = True
+        self,
+        run: SamplingRun,
+        latents: LatentStore,
+        tiling: Tiling,
+        bands: list[Window],
+        progress: bool = True,
     ) -> None:
         """Denoise a latent store in place over the run's timesteps, by windows (MultiDiffusion) if tiled."""
         h, w = run.latent_hw
@@ -481,7 +522,9 @@ class RSGenPipeline(DiffusionPipeline):
         out = []
         for c in controls:
             if c.controlnet is None and self.controlnet is None:
-                raise ConfigError(f"control {c.kind or '?'}: this model has no ControlNet (give one per control)")
+                raise ConfigError(
+                    f"control {c.kind or '?'}: this model has no ControlNet (give one per control)"
+                )
             img = c.image if c.image.dim() == 4 else c.image[None]
             if tuple(img.shape[-2:]) != (height, width) or img.shape[1] != 3:
                 raise DataError(
@@ -525,11 +568,15 @@ def load_referenced_text_encoder(ref_file: str | Path) -> tuple[Any, torch.nn.Mo
         ref = json.loads(ref_file.read_text())
         package = ref["package"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{ref_file}: unreadable text encoder reference ({e}); expected {{\"package\": ...}}") from e
+        raise ConfigError(
+            f'{ref_file}: unreadable text encoder reference ({e}); expected {{"package": ...}}'
+        ) from e
     tokenizer, model = _packaged_text_encoder(package, str(ref_file.parent))
     installed = _dist_version(package)
     if ref.get("version") not in (None, installed):
-        log.warning("%s: model saved with %s %s, installed is %s", ref_file.parent, package, ref["version"], installed)
+        log.warning(
+            "%s: model saved with %s %s, installed is %s", ref_file.parent, package, ref["version"], installed
+        )
     return tokenizer, model
 
 
@@ -540,8 +587,10 @@ def _check_same_text_encoder(tokenizer: Any, model: torch.nn.Module, package: st
     same = (
         type(model) is type(ref_model)
         and mine.keys() == theirs.keys()
-        and all(mine[k].shape == theirs[k].shape and torch.equal(mine[k].cpu().float(), theirs[k].float())
-                for k in mine)
+        and all(
+            mine[k].shape == theirs[k].shape and torch.equal(mine[k].cpu().float(), theirs[k].float())
+            for k in mine
+        )
         and tokenizer.get_vocab() == ref_tok.get_vocab()
     )
     if not same:

@@ -25,7 +25,10 @@ from rsgen.errors import ConfigError
 _SCHEDULERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {}),
     "ddpm": (DDPMScheduler, {}),
-    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False}),
+    "dpm++": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
+    ),
     "dpm++-karras": (
         DPMSolverMultistepScheduler,
         {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
@@ -49,7 +52,12 @@ SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 
 # Schedulers whose step keeps no history of earlier model outputs: one step only needs the current sample and
 # model output, so a large scene can be stepped block by block with a single scheduler object.
-SINGLE_STEP_SCHEDULERS = (DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)
+SINGLE_STEP_SCHEDULERS = (
+    DDIMScheduler,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    EulerAncestralDiscreteScheduler,
+)
 
 
 def canonical_scheduler_name(name: str) -> str:

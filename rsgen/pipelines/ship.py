@@ -56,7 +56,9 @@ def ship_model(
     if dtype not in SHIP_DTYPES:
         raise ConfigError(f"ship dtype {dtype!r}: expected one of {', '.join(SHIP_DTYPES)}")
     if not (model_dir / "model_index.json").is_file():
-        raise WeightsNotFoundError(f"ship: no pipeline folder at {model_dir} (expected {model_dir}/model_index.json)")
+        raise WeightsNotFoundError(
+            f"ship: no pipeline folder at {model_dir} (expected {model_dir}/model_index.json)"
+        )
     if model_dir.resolve() == out_dir.resolve():
         raise ConfigError(f"ship: the output folder {out_dir} is the model folder itself")
     training = _read_json(model_dir / TRAINING_INFO_FILE)
@@ -68,9 +70,13 @@ def ship_model(
         module = getattr(pipe, name, None)
         if module is None:
             continue
-        bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        bad = [
+            k for k, v in module.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
         if bad:
-            raise ConfigError(f"ship: {name} weights {bad[:3]} are not finite in {dtype} (overflow); ship float32")
+            raise ConfigError(
+                f"ship: {name} weights {bad[:3]} are not finite in {dtype} (overflow); ship float32"
+            )
     with atomic_dir(out_dir) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True, text_encoder_ref=text_encoder_ref)
         if training is not None:
@@ -128,9 +134,18 @@ def _metric_rows(metrics: Any) -> list[dict[str, Any]]:
     if isinstance(metrics, dict):
         metrics = [{"metric": k, "value": v} for k, v in metrics.items()]
     if not isinstance(metrics, list) or not all(isinstance(r, dict) and "metric" in r for r in metrics):
-        raise ConfigError("model card: metrics must be {name: value} or a list of {metric, value, reference, notes}")
-    return [{"metric": r["metric"], "value": r.get("value"), "reference": r.get("reference"),
-             "notes": r.get("notes")} for r in metrics]
+        raise ConfigError(
+            "model card: metrics must be {name: value} or a list of {metric, value, reference, notes}"
+        )
+    return [
+        {
+            "metric": r["metric"],
+            "value": r.get("value"),
+            "reference": r.get("reference"),
+            "notes": r.get("notes"),
+        }
+        for r in metrics
+    ]
 
 
 def _cell(value: Any) -> str:
@@ -160,8 +175,10 @@ def render_model_card(card: dict[str, Any]) -> str:
     if card["preliminary"]:
         lines += ["> **Preliminary weights**: training is not finished; quality will change.", ""]
     lines += [
-        card.get("description", "rsgen text + metadata conditioned latent diffusion model for remote-sensing "
-                                "imagery."),
+        card.get(
+            "description",
+            "rsgen text + metadata conditioned latent diffusion model for remote-sensing imagery.",
+        ),
         "",
         "| | |",
         "|---|---|",
@@ -182,8 +199,10 @@ def render_model_card(card: dict[str, Any]) -> str:
     ]
     if card["metrics"]:
         lines += ["| metric | value | reference | notes |", "|---|---|---|---|"]
-        lines += [f"| {_cell(r['metric'])} | {_cell(r['value'])} | {_cell(r['reference'])} | {_cell(r['notes'])} |"
-                  for r in card["metrics"]]
+        lines += [
+            f"| {_cell(r['metric'])} | {_cell(r['value'])} | {_cell(r['reference'])} | {_cell(r['notes'])} |"
+            for r in card["metrics"]
+        ]
     else:
         lines.append("Not measured yet.")
     lines += ["", "## Reproduce", "", "```bash", str(card["command"]).strip(), "```", ""]
@@ -205,8 +224,10 @@ def model_card_headline(model_dir: str | Path) -> str | None:
     status = "PRELIMINARY" if card.get("preliminary") else "final"
     steps = card.get("steps")
     steps_text = f"{steps:,} steps" if isinstance(steps, int) else "steps unknown"
-    return f"{card.get('name', Path(model_dir).name)}: {steps_text}, {status}, " \
-           f"{card.get('hours', '?')} h on {card.get('hardware', '?')}"
+    return (
+        f"{card.get('name', Path(model_dir).name)}: {steps_text}, {status}, "
+        f"{card.get('hours', '?')} h on {card.get('hardware', '?')}"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -49,12 +49,16 @@ def iter_decoded_tiles(
         yield core.scaled(f), pixels[:, :, rows, cols]
 
 
-def decode_tiled(vae: AutoencoderKL, latents: torch.Tensor, tile: int | None = None, halo: int = 4) -> torch.Tensor:
+def decode_tiled(
+    vae: AutoencoderKL, latents: torch.Tensor, tile: int | None = None, halo: int = 4
+) -> torch.Tensor:
     """Decode latents (B, C, h, w) to images (B, 3, h * f, w * f) in [-1, 1], tile by tile."""
     b, _, h, w = latents.shape
     f = latent_factor(vae)
     out = torch.empty((b, 3, h * f, w * f), dtype=torch.float32)
-    for win, pixels in iter_decoded_tiles(vae, lambda win: latents[:, :, win.slices()[0], win.slices()[1]], (h, w), tile, halo):
+    for win, pixels in iter_decoded_tiles(
+        vae, lambda win: latents[:, :, win.slices()[0], win.slices()[1]], (h, w), tile, halo
+    ):
         rows, cols = win.slices()
         out[:, :, rows, cols] = pixels.cpu()
     return out

@@ -59,7 +59,9 @@ def load_source(path: str | Path, multiple: int) -> SourceImage:
         top = 255.0
     else:  # 16-bit or float rasters: stretch to the 99.8th percentile
         top = float(np.percentile(arr, 99.8)) if float(arr.max()) > 1.0 else 1.0
-    pixels = torch.from_numpy(np.clip(arr.astype(np.float32) / max(top, 1e-6), 0, 1))[None] * 2 - 1  # (1, 3, H, W)
+    pixels = (
+        torch.from_numpy(np.clip(arr.astype(np.float32) / max(top, 1e-6), 0, 1))[None] * 2 - 1
+    )  # (1, 3, H, W)
     _, _, h, w = pixels.shape
     ch, cw = (h // multiple) * multiple, (w // multiple) * multiple
     if ch == 0 or cw == 0:
@@ -88,7 +90,9 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
     field, sep, values = spec.partition("=")
     field = field.strip().lower()
     if not sep or field not in SWEEP_FIELDS or not values.strip():
-        raise ConfigError(f"sweep {spec!r}: expected FIELD=VALUES with FIELD one of {', '.join(SWEEP_FIELDS)}")
+        raise ConfigError(
+            f"sweep {spec!r}: expected FIELD=VALUES with FIELD one of {', '.join(SWEEP_FIELDS)}"
+        )
     if field == "prompt":
         return field, [v.strip() for v in values.split("|")]
     m = re.fullmatch(r"\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*(?::\s*([\d.]+))?\s*", values)
@@ -117,7 +121,9 @@ def variants(base: Metadata, prompt: str, field: str, values: Sequence[str]) -> 
             label = MONTHS[month - 1] if 1 <= month <= 12 else label
         elif field == "year":
             d = base.date
-            meta = base.replace(date=AcquisitionDate(int(float(v)), d.month if d else None, d.day if d else None))
+            meta = base.replace(
+                date=AcquisitionDate(int(float(v)), d.month if d else None, d.day if d else None)
+            )
             label = str(int(float(v)))
         elif field == "date":
             meta = base.replace(date=AcquisitionDate.parse(v))
@@ -143,7 +149,9 @@ class WhatIfResult:
     seed: int
 
 
-def regrid(source: SourceImage, gsd_m: float, multiple: int) -> tuple[torch.Tensor, GeoReference | None, float]:
+def regrid(
+    source: SourceImage, gsd_m: float, multiple: int
+) -> tuple[torch.Tensor, GeoReference | None, float]:
     """The source resampled to ``gsd_m`` over the same footprint: (pixels, georef, true GSD of the grid)."""
     old = source.metadata.gsd_m
     _, _, h, w = source.pixels.shape
@@ -180,12 +188,23 @@ def run_whatif(
     for v in vs:
         pixels, georef, meta = source.pixels, source.georef, v.metadata
         if field == "gsd" and v.metadata.gsd_m is not None:
-            pixels, georef, true_gsd = regrid(SourceImage(source.pixels, source.georef, base, source.path),
-                                              v.metadata.gsd_m, pipe.size_multiple)
+            pixels, georef, true_gsd = regrid(
+                SourceImage(source.pixels, source.georef, base, source.path),
+                v.metadata.gsd_m,
+                pipe.size_multiple,
+            )
             meta = meta.replace(gsd_m=true_gsd)
         out = pipe(
-            v.prompt, meta, image=pixels, strength=strength, num_inference_steps=steps, seed=seed,
-            guidance_text=guidance_text, guidance_meta=guidance_meta, scheduler=scheduler, tiling=tiling,
+            v.prompt,
+            meta,
+            image=pixels,
+            strength=strength,
+            num_inference_steps=steps,
+            seed=seed,
+            guidance_text=guidance_text,
+            guidance_meta=guidance_meta,
+            scheduler=scheduler,
+            tiling=tiling,
             progress=progress,
         )
         images.append(out.images[0])
@@ -194,8 +213,13 @@ def run_whatif(
     return WhatIfResult(vs, images, georefs, metas, seed)
 
 
-def labelled_grid(images: Sequence[np.ndarray], labels: Sequence[str], cell: int = 256, ncols: int | None = None,
-                  source: np.ndarray | None = None) -> np.ndarray:
+def labelled_grid(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    cell: int = 256,
+    ncols: int | None = None,
+    source: np.ndarray | None = None,
+) -> np.ndarray:
     """A (H, W, 3) uint8 grid of images (each resized to ``cell`` px) with a text label above each;
     ``source`` (optional) comes first, labelled "input"."""
     from PIL import Image, ImageDraw
@@ -208,12 +232,17 @@ def labelled_grid(images: Sequence[np.ndarray], labels: Sequence[str], cell: int
     draw = ImageDraw.Draw(canvas)
     for k, (img, label) in enumerate(items):
         r, c = divmod(k, ncols)
-        tile = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).resize((cell, cell), Image.NEAREST)
+        tile = Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).resize(
+            (cell, cell), Image.NEAREST
+        )
         canvas.paste(tile, (c * cell, r * (cell + pad) + pad))
         draw.text((c * cell + 4, r * (cell + pad) + 3), label, fill="black")
     return np.asarray(canvas)
 
 
 def source_settings(source: SourceImage) -> dict[str, Any]:
-    return {"input": str(source.path), "input_metadata": source.metadata.to_dict(),
-            "input_size": list(source.pixels.shape[-2:])}
+    return {
+        "input": str(source.path),
+        "input_metadata": source.metadata.to_dict(),
+        "input_size": list(source.pixels.shape[-2:]),
+    }

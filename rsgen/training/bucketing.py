@@ -114,7 +114,9 @@ class BucketedBatchSampler(ResumableSampler):
             )
         small = [int(c) for c in counts if int(c) < batch_size]
         if small:
-            log.warning("%d bucket(s) with fewer samples than a batch (%s) are never trained on", len(small), small)
+            log.warning(
+                "%d bucket(s) with fewer samples than a batch (%s) are never trained on", len(small), small
+            )
 
     @property
     def batches_per_epoch(self) -> int:

@@ -78,7 +78,9 @@ def build_latent_cache(
         if bucket_ids is None:
             groups = [indices]
         else:
-            groups = [[i for i in indices if bucket_ids[i] == b] for b in sorted({bucket_ids[i] for i in indices})]
+            groups = [
+                [i for i in indices if bucket_ids[i] == b] for b in sorted({bucket_ids[i] for i in indices})
+            ]
         parts: dict[str, list[torch.Tensor]] = {}
         rows: list[str] = []
         for group in groups:
@@ -98,7 +100,9 @@ def build_latent_cache(
                     parts.setdefault(name + suffix, []).append(value.cpu())
                 for j, idx in enumerate(batch["index"].tolist()):
                     rec = records[idx] if records is not None else None
-                    captions = list(rec.get("captions") or [""]) if rec is not None else [batch["captions"][j]]
+                    captions = (
+                        list(rec.get("captions") or [""]) if rec is not None else [batch["captions"][j]]
+                    )
                     meta = batch["metadata"][j]
                     row = {
                         "index": idx,
@@ -144,7 +148,9 @@ class CachedLatentDataset(Dataset):
         self.tensors = {key: {k: torch.cat(v) for k, v in named.items()} for key, named in tensors.items()}
         keys = sorted(counts, key=lambda s: tuple(int(d) for d in s.split("x")) if s else ())
         self.buckets = [tuple(int(d) for d in k.split("x")) for k in keys] if keys and keys != [""] else None
-        self.bucket_ids = [keys.index(key) for key, _ in self.locate] if self.buckets else [0] * len(self.rows)
+        self.bucket_ids = (
+            [keys.index(key) for key, _ in self.locate] if self.buckets else [0] * len(self.rows)
+        )
         self.metadata = [Metadata.from_dict(r["metadata"]) for r in self.rows]
         self.random_caption, self.seed, self.epoch = random_caption, seed, 0
 

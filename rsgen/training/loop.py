@@ -281,6 +281,15 @@ def train(
                 }
                 accelerator.log(logs, step=state.step)
                 bar.set_postfix(loss=f"{step_loss:.4f}", img_s=f"{result.images_per_s:.1f}")
+                if bar.disable and accelerator.is_main_process:  # no progress bar: say it in the log instead
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e %.1f img/s",
+                        state.step,
+                        cfg.max_steps,
+                        step_loss,
+                        logs["train/lr"],
+                        result.images_per_s,
+                    )
                 t_log, images_since_log = now, 0
             if cfg.sample_every > 0 and state.step % cfg.sample_every == 0 and accelerator.is_main_process:
                 _preview(task, ema, out / "samples" / f"step-{state.step:07d}.png", cfg.seed)

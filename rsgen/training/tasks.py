@@ -379,25 +379,38 @@ class SuperResolutionTask(DiffusionTask):
             mean, std = batch["latent_mean"], batch["latent_std"]  # (B, C, H/f, W/f)
         else:
             mean, std = self.encode_for_cache(batch["pixel_values"])
-        low = batch["low_res"] if "low_res" in batch else degrade(batch["pixel_values"], k)  # (B, 3, H/k, W/k)
+        low = (
+            batch["low_res"] if "low_res" in batch else degrade(batch["pixel_values"], k)
+        )  # (B, 3, H/k, W/k)
         side = mean.shape[-1] * f
         if tuple(mean.shape[-2:]) != (side // f, side // f) or side < crop:
-            raise DataError(f"sr.crop={crop}: training images must be square and at least the crop, got "
-                            f"{tuple(mean.shape[-2:])} latents (x{f} pixels)")
+            raise DataError(
+                f"sr.crop={crop}: training images must be square and at least the crop, got "
+                f"{tuple(mean.shape[-2:])} latents (x{f} pixels)"
+            )
         step = crop_step(k, f)
         positions = (side - crop) // step + 1
         offsets = (torch.randint(0, positions, (mean.shape[0], 2), generator=generator) * step).tolist()
-        out = {key: v for key, v in batch.items() if key not in ("latent_mean", "latent_std", "low_res",
-                                                                    "pixel_values")}
+        out = {
+            key: v
+            for key, v in batch.items()
+            if key not in ("latent_mean", "latent_std", "low_res", "pixel_values")
+        }
         parts: dict[str, list[torch.Tensor]] = {"latent_mean": [], "latent_std": [], "low_res": []}
         if "pixel_values" in batch:
             parts["pixel_values"] = []
         for i, (top, left) in enumerate(offsets):  # output pixels, multiples of lcm(f, k)
-            parts["latent_mean"].append(mean[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f])
-            parts["latent_std"].append(std[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f])
+            parts["latent_mean"].append(
+                mean[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f]
+            )
+            parts["latent_std"].append(
+                std[i, :, top // f : (top + crop) // f, left // f : (left + crop) // f]
+            )
             parts["low_res"].append(low[i, :, top // k : (top + crop) // k, left // k : (left + crop) // k])
             if "pixel_values" in parts:
-                parts["pixel_values"].append(batch["pixel_values"][i, :, top : top + crop, left : left + crop])
+                parts["pixel_values"].append(
+                    batch["pixel_values"][i, :, top : top + crop, left : left + crop]
+                )
         out.update({key: torch.stack(v) for key, v in parts.items()})
         return out
 
