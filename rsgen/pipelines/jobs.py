@@ -85,6 +85,17 @@ class SamplingOptions:
             raise ConfigError(f"--seed {self.seed}: expected a non-negative integer")
         self.formats = check_formats(self.formats)
 
+    def pipeline_options(self) -> dict[str, Any]:
+        """These options as keyword arguments of ``RSGenPipeline.__call__`` / ``generate_scene``."""
+        return {
+            "negative_prompt": self.negative,
+            "num_inference_steps": self.steps,
+            "guidance_text": self.guidance_text,
+            "guidance_meta": self.guidance_meta,
+            "scheduler": self.scheduler,
+            "progress": self.progress,
+        }
+
 
 @dataclass
 class GenerateRequest:
@@ -357,18 +368,13 @@ def run_generate(req: GenerateRequest) -> list[Path]:
             out = pipe(
                 item.prompt,
                 meta,
-                negative_prompt=s.negative,
                 n=req.n,
                 height=size[0],
                 width=size[1],
-                num_inference_steps=s.steps,
-                guidance_text=s.guidance_text,
-                guidance_meta=s.guidance_meta,
-                scheduler=s.scheduler,
                 seed=seed,
                 controls=controls,
                 tiling=tiling,
-                progress=s.progress,
+                **s.pipeline_options(),
             )
             images, seeds, size_out, meta_out = out.images, out.seeds, size, meta
             extra = {"untrained": bool(getattr(pipe, "untrained", False))}
@@ -425,15 +431,10 @@ def _scene(
             width=size[1],
             georef=georef,
             tiling=tiling,
-            negative_prompt=s.negative,
-            num_inference_steps=s.steps,
-            guidance_text=s.guidance_text,
-            guidance_meta=s.guidance_meta,
-            scheduler=s.scheduler,
             seed=sd,
             controls=controls,
             tags=tags,
-            progress=s.progress,
+            **s.pipeline_options(),
         )
         side = base.with_name(base.name + ".json")
         atomic_write_json(side, sidecar_record(meta, settings))
