@@ -3,20 +3,10 @@ import itertools
 import pytest
 
 from rsgen.data.captions import CaptionWriter, clean_caption, clean_captions, format_gsd, season_name
+from rsgen.eval.reference_data import EUROSAT_CLASSES
 from rsgen.metadata import Metadata
 
-EUROSAT = [
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-]
+EUROSAT = list(EUROSAT_CLASSES)
 
 
 @pytest.mark.parametrize("label", EUROSAT)

@@ -11,6 +11,7 @@ from eval_fakes import noise_images, one_thread, smooth_images, tiny_net  # noqa
 from rsgen.cli import main
 from rsgen.eval.evaluate import EvaluateConfig, evaluate_folder, generate_class_prompt_set
 from rsgen.eval.generated_set import load_generated_set, write_generated_set
+from rsgen.eval.reference_data import EUROSAT_CLASSES
 from rsgen.io import write_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,20 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def setup(tmp_path):
     net = tiny_net(num_classes=10, size=32)
-    net.register_to_config(
-        class_names=(
-            "AnnualCrop",
-            "Forest",
-            "HerbaceousVegetation",
-            "Highway",
-            "Industrial",
-            "Pasture",
-            "PermanentCrop",
-            "Residential",
-            "River",
-            "SeaLake",
-        )
-    )
+    net.register_to_config(class_names=EUROSAT_CLASSES)
     net.save_pretrained(tmp_path / "net")
     ref = tmp_path / "ref" / "Forest"
     for i, im in enumerate(smooth_images(30, seed=3)):
