@@ -66,3 +66,17 @@ def test_shipped_predictor_reads_blur_and_downsampling_as_coarser(datasets) -> N
     assert np.median(native) == pytest.approx(10.0, rel=0.6)  # EuroSAT is 10 m
     assert np.median(coarse) > 1.8 * np.median(native)
     assert (coarse > native).mean() > 0.8
+
+
+def test_faithfulness_per_requested_gsd_against_real_images_near_it() -> None:
+    requested = np.array([10.0, 20.0, 40.0] * 6)
+    predicted = requested * np.array([1.0, 1.0, 2.0] * 6)  # right at 10 and 20 m, one octave off at 40 m
+    real_true = np.array([10.0, 10.5, 20.0, 19.0, 40.0, 41.0, 80.0])
+    real_pred = real_true * np.array([2**0.5, 2**0.5, 1.0, 1.0, 2**0.25, 2**0.25, 1.0])
+    score = gsd_faithfulness(predicted, requested, 0.2, real_pairs=(real_pred, real_true))
+    rows = {row["value"]: row for row in score.by_value}
+    assert sorted(rows) == [10.0, 20.0, 40.0]
+    assert rows[10.0]["generated"] == 0.0 and rows[40.0]["generated"] == pytest.approx(1.0)
+    assert rows[10.0]["real"] == pytest.approx(0.5) and rows[10.0]["num_real"] == 2  # 80 m is not near any
+    assert rows[40.0]["real"] == pytest.approx(0.25) and rows[40.0]["num_generated"] == 6
+    assert rows[20.0]["shuffled"] > rows[20.0]["generated"]

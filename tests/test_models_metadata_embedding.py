@@ -99,3 +99,32 @@ def test_metadata_dropout_only_removes_fields():
     frac_kept = dropped[:, 0].float().mean().item()
     assert 0.62 < frac_kept < 0.82  # about (1 - 0.2) * (1 - 0.1) = 0.72
     assert (~dropped).all(dim=1).float().mean() > 0.05  # some samples lose every field
+
+
+def test_diffusionsat_style_sets_dropped_values_to_zero():
+    emb = _perturbed(MetadataEmbedding(embed_dim=64, hidden_dim=32, style="diffusionsat"))
+    values, present = encode_metadata(METAS)
+    out = emb(values, present)  # (3, 64)
+    assert out.shape == (3, 64) and torch.isfinite(out).all()
+    # a field marked missing reads exactly like the value 0: DiffusionSat has no learned "unknown" state
+    dropped = present.clone()
+    dropped[0, 0] = False
+    zeroed = values.clone()
+    zeroed[0, 0:1] = 0.0  # GSD is the first field, one column wide
+    torch.testing.assert_close(emb(values, dropped)[0], emb(zeroed, present)[0])
+    assert not torch.allclose(out[0], emb(values, dropped)[0])
+
+
+def test_no_metadata_style_is_always_zero():
+    emb = _perturbed(MetadataEmbedding(embed_dim=64, style="none"))
+    values, present = encode_metadata(METAS)
+    assert torch.count_nonzero(emb(values, present)) == 0
+
+
+def test_unknown_style_is_a_config_error():
+    import pytest
+
+    from rsgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="style"):
+        MetadataEmbedding(embed_dim=64, style="bogus")

@@ -123,6 +123,35 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
     assert (cn.model_dir / "controlnet" / "config.json").is_file()
     assert len(cn.losses) == 2
 
+    # decoder-only fine-tuning: encoder, quant_conv and the latent scale stay exactly as they were
+    dec = train(
+        tiny_config(
+            tmp_path / "dec",
+            "vae",
+            max_steps=3,
+            **{
+                "vae.pretrained": str(vae.model_dir),
+                "vae.train_decoder_only": True,
+                "vae.gradient_weight": 0.5,
+                "optim.lr": 1e-2,
+            },
+        ),
+        ds,
+        progress=False,
+    )
+    before = load_file(vae.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    after = load_file(dec.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    for name, tensor in before.items():
+        if name.startswith(("encoder.", "quant_conv.")):
+            torch.testing.assert_close(after[name], tensor, rtol=0, atol=0)
+    assert any(not torch.equal(after[n], before[n]) for n in before if n.startswith("decoder."))
+    import json
+
+    scale = json.loads((vae.model_dir / "vae" / "config.json").read_text())["scaling_factor"]
+    assert json.loads((dec.model_dir / "vae" / "config.json").read_text())["scaling_factor"] == scale
+    with pytest.raises(ConfigError, match="train_decoder_only"):
+        train(tiny_config(tmp_path / "dec2", "vae", max_steps=1, **{"vae.train_decoder_only": True}), ds)
+
 
 def test_max_minutes_stops_and_checkpoints(tmp_path):
     result = train(

@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--clip", type=Path, help="local CLIP checkpoint folder to also report the standard CLIP score"
     )
     p.add_argument("--max-generated", type=int, help="use at most this many generated images")
+    p.add_argument(
+        "--segmenter",
+        action="append",
+        default=[],
+        help="TYPE=module:function or TYPE=file.py:function: a segmenter (image -> class mask) for mask "
+        "conditions (footprints, roads, segmentation) to score their control faithfulness by IoU (repeatable)",
+    )
     p.add_argument("--num-images", type=int, help="with --model: how many images to generate")
     p.add_argument(
         "overrides",
@@ -62,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides.append(f"{key}={value}")
+    for item in args.segmenter:
+        kind, sep, spec = item.partition("=")
+        if not sep or not kind.strip() or not spec.strip():
+            raise ConfigError(
+                f"--segmenter {item!r}: expected TYPE=module:function, e.g. footprints=seg.py:run"
+            )
+        overrides.append(f"segmenters.{kind.strip()}={spec.strip()}")
     config = load_config(EvaluateConfig, args.config, overrides, subdir="eval")
     if config.max_generated is not None and config.max_generated < 1:
         raise ConfigError(f"--max-generated {config.max_generated}: expected a positive number")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,11 @@ class EvaluateConfig:
     clip_model: str | None = None  # local transformers CLIP folder for the standard CLIP score
     clip_real_images: int = 500
     metadata_real_images: int = 400
+    captioner: str | None = None  # trained captioner folder (eval/caption_judge.py train): "Captioner as judge"
+    captioner_real_images: int = 500  # real EuroSAT val images captioned beside the generated ones
+    # Control faithfulness (records with "conditions"): mask type -> segmenter "module:function" / "file.py:fn".
+    segmenters: dict[str, str] = field(default_factory=dict)
+    control_tolerance_px: float = 2.0  # edge F1 pixel tolerance
     # Generation when a model folder is given instead of images.
     num_images: int = 2000
     num_inference_steps: int = 30
@@ -205,13 +210,17 @@ def _metadata_section(
         return
     requested = np.asarray([spec.requested(gen.samples[i]) for i in idx], dtype=np.float64)
     predicted = spec.predict(model, gen.images[idx])
+    real_err: float | None = None
+    real_pairs: tuple[np.ndarray, np.ndarray] | None = None
     try:
         real_x, real_y = spec.heldout(config.metadata_real_images)
-        real_err: float | None = float(spec.error(spec.predict(model, real_x), real_y).mean())
+        real_pairs = (spec.predict(model, real_x), real_y)
+        real_err = float(spec.error(*real_pairs).mean())
     except RsgenError as e:
         log.warning("no real held-out set for %s: %s", spec.field, e)
-        real_err = None
-    report["metadata_faithfulness"].append(spec.score(predicted, requested, real_err).to_dict())
+    report["metadata_faithfulness"].append(
+        spec.score(predicted, requested, real_err, config.seed, real_pairs=real_pairs).to_dict()
+    )
     name = f"{spec.field}_predicted_vs_requested.png"
     plot_predicted_vs_requested(requested, predicted, spec.field, spec.log_scale, out / name)
     report["plots"].append(name)
@@ -262,6 +271,35 @@ def _clip_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) -> No
         )
     else:
         report["not_measured"].append("CLIP score with a standard CLIP: no local checkpoint given (--clip)")
+
+
+def _control_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) -> None:
+    """Control faithfulness of records naming their ControlNet conditions, beside shuffled / real references."""
+    from rsgen.eval.control_faithfulness import control_section
+
+    results, missing = control_section(gen, config.segmenters, config.control_tolerance_px, config.seed)
+    if results:
+        report["control_faithfulness"] = results
+    report["not_measured"] += missing
+
+
+def _captioner_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) -> None:
+    """Captioner as judge: captions of the generated images scored against their prompts, beside shuffled
+    prompts and real images with their own captions."""
+    from rsgen.eval.captioner import judge_generated
+
+    idx = [i for i, s in enumerate(gen.samples) if s.prompt]
+    if not config.captioner or not idx:
+        why = "no trained captioner given (captioner: path)" if idx else "no sample has a prompt"
+        report["not_measured"].append(f"captioner as judge: {why}")
+        return
+    try:
+        prompts = [gen.samples[i].prompt for i in idx]
+        report["caption_judge"] = judge_generated(
+            config.captioner, gen.images[idx], prompts, config.captioner_real_images, seed=config.seed
+        )
+    except RsgenError as e:
+        report["not_measured"].append(f"captioner as judge: {e}")
 
 
 def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateConfig | None = None) -> dict:
@@ -335,7 +373,8 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     for spec in _metadata_predictors(config):
         _metadata_section(spec, gen, config, report, out)
     _clip_section(gen, config, report)
-    report["not_measured"] += ["control faithfulness (not implemented yet)"]
+    _control_section(gen, config, report)
+    _captioner_section(gen, config, report)
     report["setup"]["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report, sample_grid(gen.images))
     log.info("report written to %s", out / "report.md")

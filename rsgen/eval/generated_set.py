@@ -5,8 +5,11 @@ Accepted layouts (checked in this order for each image):
 1. a JSONL index in the folder (``generated.jsonl``, ``samples.jsonl``, ``prompts.jsonl`` or ``manifest.jsonl``),
    one record per image: ``{"path": "img_0001.png", "prompt": "...", "metadata": {...}, "label": "Forest",
    "seed": 3, "guidance_scale": 5.0, "steps": 30}`` (``file``/``image`` accepted for ``path``, ``caption`` for
-   ``prompt``); paths relative to the folder;
-2. a JSON sidecar beside each image (``img.png.json`` or ``img.json``) with the same keys;
+   ``prompt``); paths relative to the folder. Optional, for control faithfulness: ``"conditions": {"canny":
+   "img_0001.condition-canny.png"}`` (the ControlNet condition images), ``"condition_sources": {"canny":
+   "tile.tif:1,2,3"}`` (what each was drawn from) and ``"real_image"`` (the real image of a mask condition);
+2. a JSON sidecar beside each image (``img.png.json`` or ``img.json``) with the same keys, or as
+   ``rsgen generate`` writes it (metadata fields at the top level, settings under ``"generation"``);
 3. the tags rsgen writes into its GeoTIFFs (``RSGEN_PROMPT``, ``RSGEN_METADATA``, ``RSGEN_SEED``, ...).
 
 Images that cannot be decoded, or records whose image is missing, are skipped and counted.
@@ -29,6 +32,7 @@ from rsgen.metadata import Metadata
 log = logging.getLogger(__name__)
 
 INDEX_NAMES = ("generated.jsonl", "samples.jsonl", "prompts.jsonl", "manifest.jsonl")
+CONDITION_MARK = ".condition-"  # `rsgen generate` writes ControlNet conditions as <stem>.condition-<type>.png
 
 
 @dataclass
@@ -41,6 +45,9 @@ class GeneratedSample:
     label: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # seed, guidance_scale, steps, ...
     native_size: tuple[int, int] | None = None  # (H, W) of the file, before resizing for evaluation
+    conditions: dict[str, Path] = field(default_factory=dict)  # ControlNet condition type -> its image
+    condition_sources: dict[str, str] = field(default_factory=dict)  # type -> source it was drawn from
+    real_image: Path | None = None  # the real image a mask condition belongs to (e.g. --like)
 
     def effective_gsd(self, size: int) -> float | None:
         """The requested GSD after the image is resized to ``size`` px wide (what a predictor sees)."""
@@ -74,7 +81,15 @@ class GeneratedSet:
         return groups
 
 
+def _resolve(rel: str, root: Path) -> Path:
+    return Path(rel) if Path(rel).is_absolute() else root / rel
+
+
 def _record_to_sample(record: dict[str, Any], root: Path, where: str) -> GeneratedSample:
+    settings = record.get("generation")
+    if isinstance(settings, dict) and "metadata" not in record:  # an `rsgen generate` sidecar
+        meta = {k: v for k, v in record.items() if k not in ("generation", "path")}
+        record = {**settings, "metadata": meta, "path": record.get("path")}
     rel = record.get("path") or record.get("file") or record.get("image")
     if not rel:
         raise DataError(f"{where}: record has no 'path'")
@@ -88,9 +103,21 @@ def _record_to_sample(record: dict[str, Any], root: Path, where: str) -> Generat
         raise DataError(f"{where}: {e}") from None
     prompt = record.get("prompt", record.get("caption"))
     known = {"path", "file", "image", "metadata", "prompt", "caption", "label"}
+    known |= {"conditions", "condition_sources", "real_image"}
     extra = {k: v for k, v in record.items() if k not in known}
     label = record.get("label")
-    return GeneratedSample(path, prompt, metadata, str(label) if label is not None else None, extra)
+    sample = GeneratedSample(path, prompt, metadata, str(label) if label is not None else None, extra)
+    from rsgen.conditions.sources import split_band
+
+    for key, value in (record.get("conditions") or {}).items():
+        sample.conditions[str(key)] = _resolve(str(value), root)
+    for key, value in (record.get("condition_sources") or {}).items():
+        src, band = split_band(str(value))
+        bands = "" if band is None else ":" + ",".join(map(str, np.atleast_1d(band)))
+        sample.condition_sources[str(key)] = str(_resolve(src, root)) + bands
+    if record.get("real_image"):
+        sample.real_image = _resolve(str(record["real_image"]), root)
+    return sample
 
 
 def _sample_from_sidecar_or_tags(path: Path) -> GeneratedSample:
@@ -135,7 +162,13 @@ def load_generated_set(folder: str | Path, size: int = 64, max_images: int | Non
                 log.warning("skipping %s:%d: %s", index, lineno, e)
                 skipped += 1
     else:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and CONDITION_MARK not in p.name  # not condition images
+        )
+        stems = {p.with_suffix("") for p in files if p.suffix.lower() == ".png"}
+        files = [p for p in files if p.suffix.lower() == ".png" or p.with_suffix("") not in stems]  # tif+png
         for p in files:
             try:
                 samples.append(_sample_from_sidecar_or_tags(p))

@@ -229,7 +229,22 @@ def train(config: GSDTrainConfig | None = None) -> dict:
 
 
 def gsd_faithfulness(
-    predicted_m: np.ndarray, requested_m: np.ndarray, real_error: float | None = None, seed: int = 0
+    predicted_m: np.ndarray,
+    requested_m: np.ndarray,
+    real_error: float | None = None,
+    seed: int = 0,
+    real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetadataFaithfulness:
-    """Mean |log2(predicted / requested GSD)| of generated images, shuffled-metadata and real references."""
-    return metadata_faithfulness(predicted_m, requested_m, log2_errors, "gsd_m", "octaves", real_error, seed)
+    """Mean |log2(predicted / requested GSD)| of generated images, shuffled-metadata and real references; per
+    requested GSD, the real reference is the real images within a quarter octave of it."""
+    return metadata_faithfulness(
+        predicted_m,
+        requested_m,
+        log2_errors,
+        "gsd_m",
+        "octaves",
+        real_error,
+        seed,
+        real_pairs=real_pairs,
+        near=lambda true_m, v: np.abs(np.log2(true_m / v)) <= 0.25,
+    )

@@ -9,7 +9,7 @@ that ignores the metadata gets). Good conditioning brings ``generated`` from ``s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class MetadataFaithfulness:
     real: float | None
     num_generated: int
     median_generated: float
+    # per requested value (when few distinct values were asked for, e.g. GSD 10 / 20 / 40 m): value -> errors
+    # of the generated images asking for it, of the shuffled reference and of real images near that value
+    by_value: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,8 +44,15 @@ def metadata_faithfulness(
     real_error: float | None = None,
     seed: int = 0,
     shuffles: int = 20,
+    real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    near: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    max_values: int = 12,
 ) -> MetadataFaithfulness:
-    """Score ``predicted`` values ``(N,)`` against ``requested`` ``(N,)`` and against shuffled requests."""
+    """Score ``predicted`` values ``(N,)`` against ``requested`` ``(N,)`` and against shuffled requests.
+
+    With at most ``max_values`` distinct requested values, each is also scored on its own; ``real_pairs``
+    (real predicted (M,), real true (M,)) and ``near(true_values, value) -> (M,) bool`` then give the real
+    error of the images whose true value is near that value."""
     predicted, requested = np.asarray(predicted, dtype=np.float64), np.asarray(requested, dtype=np.float64)
     if len(predicted) != len(requested) or len(predicted) == 0:
         raise DataError(
@@ -50,7 +60,35 @@ def metadata_faithfulness(
         )
     rng = np.random.default_rng(seed)
     err = error(predicted, requested)
-    shuffled = np.mean([error(predicted, rng.permutation(requested)).mean() for _ in range(shuffles)])
+    perms = [rng.permutation(len(requested)) for _ in range(shuffles)]
+    shuffled_err = np.mean([error(predicted, requested[p]) for p in perms], axis=0)  # (N,)
+    by_value = []
+    values = np.unique(requested)
+    if len(values) <= max_values:
+        for v in values:
+            sel = requested == v
+            row = {
+                "value": float(v),
+                "num_generated": int(sel.sum()),
+                "generated": float(err[sel].mean()),
+                "shuffled": float(shuffled_err[sel].mean()),
+                "real": None,
+                "num_real": 0,
+            }
+            if real_pairs is not None and near is not None:
+                real_pred, real_true = (np.asarray(a, dtype=np.float64) for a in real_pairs)
+                close = near(real_true, float(v))
+                if close.any():
+                    row["real"] = float(error(real_pred[close], real_true[close]).mean())
+                    row["num_real"] = int(close.sum())
+            by_value.append(row)
     return MetadataFaithfulness(
-        field, unit, float(err.mean()), float(shuffled), real_error, len(err), float(np.median(err))
+        field,
+        unit,
+        float(err.mean()),
+        float(shuffled_err.mean()),
+        real_error,
+        len(err),
+        float(np.median(err)),
+        by_value,
     )

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4g}"
     return str(v)
@@ -172,6 +174,21 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| generated, shuffled metadata (no control) | {_fmt(m['shuffled'])} |",
             "",
         ]
+        if m.get("by_value"):
+            lines += [
+                f"Per requested {m['field']}: generated / shuffled / real images near that value "
+                f"(their ratio generated / real: within 1.5 is close to the best achievable).",
+                "",
+                "| requested | generated (n) | shuffled | real (n) | generated / real |",
+                "|---|---|---|---|---|",
+            ]
+            for row in m["by_value"]:
+                ratio = row["generated"] / row["real"] if row.get("real") else None
+                lines.append(
+                    f"| {_fmt(row['value'])} | {_fmt(row['generated'])} ({row['num_generated']}) | "
+                    f"{_fmt(row['shuffled'])} | {_fmt(row['real'])} ({row['num_real']}) | {_fmt(ratio)} |"
+                )
+            lines.append("")
     clips = report.get("clip", [])
     if clips:
         lines += [
@@ -191,6 +208,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             "its references in this table, never with published CLIP scores.",
             "",
         ]
+    if report.get("control_faithfulness"):
+        from rsgen.eval.control_faithfulness import control_markdown
+
+        lines += [control_markdown(report["control_faithfulness"])]
+    if report.get("caption_judge"):
+        lines += ["## Captioner as judge", "", report["caption_judge"]["markdown"], ""]
     aug = report.get("augmentation_markdown")
     if aug:
         lines += ["## Downstream augmentation test", "", aug, ""]

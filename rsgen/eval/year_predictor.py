@@ -150,7 +150,22 @@ def train(config: YearTrainConfig | None = None) -> dict:
 
 
 def year_faithfulness(
-    predicted: np.ndarray, requested: np.ndarray, real_error: float | None = None, seed: int = 0
+    predicted: np.ndarray,
+    requested: np.ndarray,
+    real_error: float | None = None,
+    seed: int = 0,
+    real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetadataFaithfulness:
-    """Mean |predicted - requested year| of generated images, with shuffled-metadata and real references."""
-    return metadata_faithfulness(predicted, requested, year_errors, "year", "years", real_error, seed)
+    """Mean |predicted - requested year| of generated images, with shuffled-metadata and real references; per
+    requested year, the real reference is the real images of that year."""
+    return metadata_faithfulness(
+        predicted,
+        requested,
+        year_errors,
+        "year",
+        "years",
+        real_error,
+        seed,
+        real_pairs=real_pairs,
+        near=lambda true_year, v: np.abs(true_year - v) < 0.5,
+    )

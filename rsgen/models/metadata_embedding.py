@@ -1,6 +1,12 @@
 """Metadata embedding: per-field Fourier features and MLPs, a learned "missing" embedding per field, and a
 zero-initialised output projection.
 
+Two other ``style`` values exist for ablations at the same training budget:
+- ``"diffusionsat"``: DiffusionSat's scheme (Khanna et al. 2024): each value column through a sinusoidal
+  timestep-style embedding and its own MLP, the field embeddings summed; a missing field has its values set to 0
+  (no learned "missing" state), so "unknown" and "value 0" are the same input.
+- ``"none"``: no metadata at all (the output is always zero; the model is text-only).
+
 Its output is added to the UNet's timestep embedding (passed as ``class_labels`` to a UNet built with
 ``class_embed_type="identity"``). Because the output projection starts at zero, attaching it to a pretrained
 UNet leaves the UNet's predictions unchanged until training moves it. Input encoding (normalisation, the
@@ -17,7 +23,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from rsgen.errors import ConfigError
 from rsgen.metadata import METADATA_DIM, MODEL_FIELDS, NUM_METADATA_FIELDS, Metadata, encode_metadata
+
+METADATA_STYLES = ("fourier", "diffusionsat", "none")
 
 
 def fourier_features(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
@@ -26,6 +35,18 @@ def fourier_features(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     angles = x[..., None] * freqs  # (B, W, F)
     feats = torch.cat([x[..., None], angles.sin(), angles.cos()], dim=-1)  # (B, W, 2F + 1)
     return feats.flatten(1)
+
+
+def sinusoid_features(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """DiffusionSat-style: each column (values in about [-1, 1], scaled by 1000 like a timestep) through diffusers'
+    sinusoidal timestep embedding: (B, W) -> (B, W * dim)."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    b, w = x.shape
+    emb = get_timestep_embedding(
+        x.reshape(-1).float() * 1000.0, dim, flip_sin_to_cos=True, downscale_freq_shift=0
+    )
+    return emb.to(x.dtype).reshape(b, w * dim)
 
 
 class MetadataEmbedding(ModelMixin, ConfigMixin):
@@ -39,6 +60,7 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         use_noise_level: super-resolution stages also embed the noise-augmentation level of their low-res input.
         max_noise_level: the noise level is divided by this before its Fourier features (levels are DDPM
             timesteps of the augmentation schedule).
+        style: ``"fourier"`` (rsgen's), ``"diffusionsat"`` or ``"none"`` (see the module docstring).
     """
 
     @register_to_config
@@ -50,10 +72,18 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         hidden_dim: int = 128,
         use_noise_level: bool = False,
         max_noise_level: int = 1000,
+        style: str = "fourier",
     ) -> None:
         super().__init__()
+        if style not in METADATA_STYLES:
+            raise ConfigError(
+                f"metadata embedding style {style!r}: expected one of {', '.join(METADATA_STYLES)}"
+            )
         self.field_widths = [int(w) for w in field_widths]
-        feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
+        if style == "diffusionsat":  # sinusoid of each value column, hidden_dim wide
+            feats = [w * hidden_dim for w in self.field_widths]
+        else:
+            feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
         if use_noise_level:
             feats.append(2 * num_frequencies + 1)
         self.field_mlps = nn.ModuleList(
@@ -63,7 +93,8 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         # One learned embedding per metadata field for "this field is unknown" (noise level is never missing).
         self.missing = nn.Parameter(torch.randn(len(self.field_widths), hidden_dim) * 0.02)  # (N, H)
         self.act = nn.SiLU()
-        self.proj_out = nn.Linear(len(feats) * hidden_dim, embed_dim)
+        summed = style == "diffusionsat"  # DiffusionSat adds the field embeddings instead of concatenating
+        self.proj_out = nn.Linear((1 if summed else len(feats)) * hidden_dim, embed_dim)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -85,6 +116,9 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
                 f" got {tuple(values.shape)} and {tuple(present.shape)}"
             )
         dtype = self.proj_out.weight.dtype
+        style = self.config.style
+        if style == "none":
+            return torch.zeros(values.shape[0], self.config.embed_dim, device=values.device, dtype=dtype)
         values = values.to(dtype)
         n_freq = self.config.num_frequencies
         hidden = []
@@ -92,8 +126,12 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         for i, width in enumerate(self.field_widths):
             x = values[:, start : start + width]  # (B, W)
             start += width
+            keep = present[:, i : i + 1].to(x.device)  # (B, 1) bool
+            if style == "diffusionsat":
+                x = torch.where(keep, x, torch.zeros_like(x))  # a dropped value is 0, as in DiffusionSat
+                hidden.append(self.field_mlps[i](sinusoid_features(x, self.config.hidden_dim)))  # (B, H)
+                continue
             h = self.field_mlps[i](fourier_features(x, n_freq))  # (B, H)
-            keep = present[:, i : i + 1].to(h.device)  # (B, 1) bool
             hidden.append(torch.where(keep, h, self.missing[i].to(h.dtype).expand_as(h)))
         if self.config.use_noise_level:
             if noise_level is None:
@@ -101,7 +139,14 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             level = (
                 noise_level.to(device=values.device, dtype=dtype).reshape(-1, 1) / self.config.max_noise_level
             )
-            hidden.append(self.field_mlps[-1](fourier_features(level, n_freq)))
+            level_feats = (
+                sinusoid_features(level, self.config.hidden_dim)
+                if style == "diffusionsat"
+                else fourier_features(level, n_freq)
+            )
+            hidden.append(self.field_mlps[-1](level_feats))
+        if style == "diffusionsat":
+            return self.proj_out(self.act(torch.stack(hidden).sum(0)))  # (B, embed_dim)
         return self.proj_out(self.act(torch.cat(hidden, dim=-1)))  # (B, embed_dim)
 
     def embed(
@@ -136,5 +181,7 @@ __all__ = [
     "NUM_METADATA_FIELDS",
     "MetadataEmbedding",
     "drop_metadata_fields",
+    "METADATA_STYLES",
     "fourier_features",
+    "sinusoid_features",
 ]

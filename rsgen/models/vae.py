@@ -27,6 +27,11 @@ class VAEConfig:
     norm_num_groups: int = 32
     kl_weight: float = 1e-6
     ssim_weight: float = 0.2
+    # weight of an L1 loss on horizontal/vertical pixel differences: keeps edges and fine texture sharp
+    gradient_weight: float = 0.0
+    # train the decoder only (encoder, quant_conv and scaling_factor frozen), so that latents cached from this
+    # VAE and diffusion models trained on them stay valid while the decoded images get sharper
+    train_decoder_only: bool = False
 
 
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
@@ -82,27 +87,48 @@ def vae_loss(
     kl_weight: float,
     ssim_weight: float,
     generator: torch.Generator | None = None,
+    gradient_weight: float = 0.0,
+    decoder_only: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Training loss of the autoencoder on pixels (B, 3, H, W) in [-1, 1]: L1 + ssim_weight * (1 - SSIM) +
-    kl_weight * KL. Returns the loss and its parts for logging."""
+    gradient_weight * L1(pixel differences) + kl_weight * KL (the KL term is dropped with ``decoder_only``,
+    where the encoder runs without gradients). Returns the loss and its parts for logging."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    posterior = vae.encode(pixels).latent_dist
-    z = posterior.sample(generator=generator)  # (B, C, h, w)
-    recon = vae.decode(z).sample  # (B, 3, H, W)
-    l1 = F.l1_loss(recon.float(), pixels.float())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
+        posterior = vae.encode(pixels).latent_dist
+        z = posterior.sample(generator=generator)  # (B, C, h, w)
+    recon = vae.decode(z).sample.float()  # (B, 3, H, W)
+    target = pixels.float()
+    l1 = F.l1_loss(recon, target)
     ssim = structural_similarity_index_measure(
-        (recon.float() + 1) / 2, (pixels.float() + 1) / 2, data_range=1.0, kernel_size=7
+        (recon + 1) / 2, (target + 1) / 2, data_range=1.0, kernel_size=7
     )
-    kl = posterior.kl().mean()  # summed over latent cells, averaged over the batch
-    loss = l1 + ssim_weight * (1 - ssim) + kl_weight * kl
-    return loss, {"l1": float(l1.detach()), "ssim": float(ssim.detach()), "kl": float(kl.detach())}
+    loss = l1 + ssim_weight * (1 - ssim)
+    parts = {"l1": float(l1.detach()), "ssim": float(ssim.detach())}
+    if gradient_weight > 0:
+        grad = F.l1_loss(image_differences(recon), image_differences(target))
+        loss = loss + gradient_weight * grad
+        parts["grad_l1"] = float(grad.detach())
+    if not decoder_only:
+        kl = posterior.kl().mean()  # summed over latent cells, averaged over the batch
+        loss = loss + kl_weight * kl
+        parts["kl"] = float(kl.detach())
+    return loss, parts
+
+
+def image_differences(images: torch.Tensor) -> torch.Tensor:
+    """Horizontal and vertical neighbour differences of (B, C, H, W) images, flattened to (B, C, N)."""
+    dx = images[..., :, 1:] - images[..., :, :-1]  # (B, C, H, W-1)
+    dy = images[..., 1:, :] - images[..., :-1, :]  # (B, C, H-1, W)
+    return torch.cat([dx.flatten(2), dy.flatten(2)], dim=2)
 
 
 __all__ = [
     "VAEConfig",
     "build_vae",
     "calibrate_scaling_factor",
+    "image_differences",
     "load_vae",
     "make_vae",
     "vae_loss",

@@ -57,6 +57,7 @@ def build_random_pipeline(
         embed_dim=time_embed_dim(unet),
         num_frequencies=cfg.metadata.num_frequencies,
         hidden_dim=cfg.metadata.hidden_dim,
+        style=cfg.metadata.style,
         use_noise_level=super_resolution,
     ).eval()
     return RSGenPipeline(vae, text_model, tokenizer, unet, embedding, make_noise_scheduler(cfg.diffusion))

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rsgen import __version__
 from rsgen.errors import ConfigError, DataError, GeoTiffError, MetadataError
 from rsgen.io import GeoReference, write_png
@@ -255,6 +257,30 @@ def build_controls(
     return out
 
 
+def _write_conditions(
+    stem: Path, controls: Sequence[ControlInput], specs: Sequence[Any], like: str | None
+) -> dict[str, Any]:
+    """Save each ControlNet condition beside the output as ``<stem>.condition-<type>.png`` so that
+    ``rsgen evaluate`` can score control faithfulness; returns the sidecar entries naming them, where each was
+    drawn from and (with ``--like``) the real image they belong to."""
+    if not controls:
+        return {}
+    conditions: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for c, spec in zip(controls, specs, strict=True):
+        key = spec.kind if spec.kind not in conditions else f"{spec.kind}#{len(conditions)}"
+        name = f"{stem.name}.condition-{key.replace('#', '-')}.png"
+        image = c.image[0].permute(1, 2, 0).float().cpu().numpy()  # (H, W, 3) in [0, 1]
+        write_png(stem.with_name(name), images_to_uint8(image[None])[0])
+        conditions[key] = name
+        band = "" if spec.band is None else ":" + ",".join(str(b) for b in np.atleast_1d(spec.band))
+        sources[key] = str(Path(spec.path).resolve()) + band
+    out: dict[str, Any] = {"conditions": conditions, "condition_sources": sources}
+    if like is not None:
+        out["real_image"] = str(Path(like).resolve())
+    return out
+
+
 def _settings(
     req: GenerateRequest, item: PromptItem, seed: int, size: tuple[int, int], extra: dict[str, Any]
 ) -> dict:
@@ -333,7 +359,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         if scene:
             assert tiling is not None
             written += _scene(
-                pipe, req, item, meta, georef, size, seed, controls, tiling, out_dir, stem, index
+                pipe, req, item, meta, georef, size, seed, controls, tiling, out_dir, stem, index, specs
             )
             index += req.n
             continue
@@ -381,8 +407,11 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         for img, sd in zip(images_to_uint8(images), seeds, strict=True):
             settings = _settings(req, item, sd, tuple(size_out), extra)
             name = item.name or stem
+            base = out_dir / f"{name}_{index:04d}_s{sd}"
+            settings.update(_write_conditions(base, controls, specs, req.like))
+            written += [base.with_name(n) for n in settings.get("conditions", {}).values()]
             written += write_image(
-                out_dir / f"{name}_{index:04d}_s{sd}",
+                base,
                 img,
                 georef=georef,
                 metadata=meta_out,
@@ -406,6 +435,7 @@ def _scene(
     out_dir: Path,
     stem: str,
     index: int,
+    specs: Sequence[Any] = (),
 ) -> list[Path]:
     from rsgen.io import atomic_write_json, generation_tags
     from rsgen.pipelines.output import sidecar_record
@@ -421,6 +451,8 @@ def _scene(
         settings = _settings(
             req, item, sd, size, {"scene": True, "untrained": bool(getattr(pipe, "untrained", False))}
         )
+        settings.update(_write_conditions(base, controls, specs, req.like))
+        written += [base.with_name(n) for n in settings.get("conditions", {}).values()]
         tags = generation_tags(meta, prompt=item.prompt, seed=sd, settings=settings)
         path = generate_scene(
             pipe,

@@ -60,8 +60,11 @@ class TextConfig:
 
 @dataclass
 class MetadataEmbeddingConfig:
-    """field_dropout: each field marked missing with this probability; all_dropout: all fields at once."""
+    """field_dropout: each field marked missing with this probability; all_dropout: all fields at once.
+    style: "fourier" (rsgen's embedding), "diffusionsat" (sinusoid + MLP, dropped values = 0) or "none" (no
+    metadata): the latter two exist for ablations."""
 
+    style: Literal["fourier", "diffusionsat", "none"] = "fourier"
     num_frequencies: int = 6
     hidden_dim: int = 128
     field_dropout: float = 0.15

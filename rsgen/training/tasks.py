@@ -104,7 +104,16 @@ class VAETask(TrainTask):
         super().__init__(cfg, device)
         src = _component(cfg.init_from, "vae") or cfg.vae.pretrained
         self.vae = (load_vae(src) if src else build_vae(cfg.vae)).to(device)
+        self.decoder_only = bool(cfg.vae.train_decoder_only)
+        if self.decoder_only and not src:
+            raise ConfigError(
+                "vae.train_decoder_only=true needs a trained VAE (vae.pretrained or --init-from)"
+            )
         self.vae.requires_grad_(True)
+        if self.decoder_only:  # the encoder side stays fixed: cached latents and base models remain valid
+            for frozen in (self.vae.encoder, self.vae.quant_conv):
+                if frozen is not None:
+                    frozen.requires_grad_(False)
         self.components = {"vae": self.vae}
         self.trainable = {"vae": self.vae}
         self.reference: torch.Tensor | None = None  # (N, 3, S, S): fixed images for calibration and previews
@@ -115,10 +124,19 @@ class VAETask(TrainTask):
         pixels = batch["pixel_values"].to(self.device)  # (B, 3, S, S)
         if self.reference is None:
             self.reference = pixels[:16].detach().cpu()
-        return vae_loss(self.vae, pixels, self.cfg.vae.kl_weight, self.cfg.vae.ssim_weight, generator)
+        vae_cfg = self.cfg.vae
+        return vae_loss(
+            self.vae,
+            pixels,
+            vae_cfg.kl_weight,
+            vae_cfg.ssim_weight,
+            generator,
+            gradient_weight=vae_cfg.gradient_weight,
+            decoder_only=self.decoder_only,
+        )
 
     def export(self, out_dir: Path, info: dict[str, Any]) -> Path:
-        if self.reference is not None:
+        if self.reference is not None and not self.decoder_only:  # decoder-only keeps the latent scale
             factor = calibrate_scaling_factor(self.vae, self.reference)
             log.info("VAE scaling_factor calibrated to %.4f", factor)
         return export_pipeline(out_dir, {"vae": self.vae}, info)
@@ -197,6 +215,7 @@ class DiffusionTask(TrainTask):
                 embed_dim=time_embed_dim(unet),
                 num_frequencies=cfg.metadata.num_frequencies,
                 hidden_dim=cfg.metadata.hidden_dim,
+                style=cfg.metadata.style,
                 use_noise_level=self.use_noise_level,
                 max_noise_level=cfg.diffusion.num_train_timesteps,
             )
@@ -493,8 +512,13 @@ class ControlNetTask(DiffusionTask):
             path = (rec.get("conditions") or {}).get(self.condition.name)
             options = dict(self.cfg.controlnet.condition_options)
             if path:
+                grid = self._grid(rec, size)  # None for a plain image: the condition is on its pixel grid
                 arr = make_condition(
-                    self.condition.name, self._resolve(path), georef=self._grid(rec, size), **options
+                    self.condition.name,
+                    self._resolve(path),
+                    size=None if grid is not None else size,
+                    georef=grid,
+                    **options,
                 )
             elif self.condition.source == "image":
                 rgb = ((pixels[j].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
@@ -513,10 +537,16 @@ class ControlNetTask(DiffusionTask):
         return str(p if p.is_absolute() or root is None else Path(root) / p)
 
     def _grid(self, rec: dict[str, Any], size: tuple[int, int]) -> Any:
+        """The output grid of the record's image resized to ``size``; None when the image has no CRS (a plain
+        PNG, e.g. procedural scenes: its condition files share its pixel grid and are only resized)."""
+        from rsgen.errors import GeoTiffError
         from rsgen.io import GeoReference
 
         image = Path(self._resolve(rec["path"]))
-        grid = GeoReference.from_raster(image)
+        try:
+            grid = GeoReference.from_raster(image)
+        except GeoTiffError:
+            return None
         if rec.get("window"):
             grid = grid.window(*rec["window"])
         return grid.resized(size[1], size[0])
