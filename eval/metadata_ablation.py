@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from rsgen.eval.ablation import load_ablation_config, run_metadata_ablation
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="ablation", help="config name in configs/eval/ or a YAML path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=400 styles=[none,fourier]")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. max_steps=400 styles=[none,fourier]"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = run_metadata_ablation(load_ablation_config(args.config, tuple(args.overrides)), not args.no_progress)
-    print(open(result["markdown"]).read())
+    result = run_metadata_ablation(
+        load_ablation_config(args.config, tuple(args.overrides)), not args.no_progress
+    )
+    print(Path(result["markdown"]).read_text())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ stopped. The comparison is written to ``<output_dir>/ablation.md`` and ``ablatio
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 from dataclasses import dataclass, field
