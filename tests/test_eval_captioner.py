@@ -12,8 +12,11 @@ import torch
 from rsgen.errors import DataError, WeightsNotFoundError
 from rsgen.eval.captioner import (
     METRICS,
+    VOCAB_FILE,
     CaptionedImages,
     CaptionerConfig,
+    CaptionTestConfig,
+    CaptionTokenizer,
     bleu4,
     build_captioner,
     caption_augmentation_test,
@@ -22,7 +25,11 @@ from rsgen.eval.captioner import (
     caption_scores,
     captioner_as_judge,
     cider,
+    judge_generated,
+    load_captioner,
     rouge_l,
+    save_captioner,
+    score_captioner,
     tokenize,
     train_captioner,
 )
@@ -135,29 +142,48 @@ def test_score_input_errors():
 # ------------------------------------------------------------------------------------------- model
 
 
+def test_reduced_vocabulary_maps_unknown_pieces_and_decodes_back():
+    cfg = tiny_config()
+    model, tok = build_captioner(cfg, CAPTIONS)
+    base = tok.base
+    assert len(tok) < 20 and model.config.decoder.vocab_size == len(tok)
+    assert tok.base_ids[tok.start_id] == base.cls_token_id and tok.base_ids[tok.end_id] == base.sep_token_id
+    assert tok.base_ids[tok.pad_id] == base.pad_token_id
+    (ids,) = tok.encode_batch(["green lake"])
+    assert tok.batch_decode([ids]) == ["green lake"]
+    unk = int(np.flatnonzero(tok.base_ids == base.unk_token_id)[0])
+    assert tok.encode_batch(["purple lake"])[0][0] == unk  # "purple" is not in the training captions
+    assert tok.batch_decode([[tok.start_id, *ids, tok.end_id, tok.pad_id]]) == ["green lake"]
+    full = CaptionTokenizer(base)
+    assert len(full) == len(base) and full.encode_batch(["green lake"]) == [
+        base("green lake", add_special_tokens=False)["input_ids"]
+    ]
+    _, unreduced = build_captioner(tiny_config(reduce_vocabulary=False), CAPTIONS)
+    assert len(unreduced) == len(base)
+
+
 def test_tiny_captioner_overfits_four_solid_colours():
     cfg = tiny_config()
     torch.manual_seed(0)
-    model, tok = build_captioner(cfg)
+    model, tok = build_captioner(cfg, CAPTIONS)
     assert model.config.decoder.add_cross_attention
-    assert model.config.decoder_start_token_id == tok.cls_token_id
-    assert model.config.eos_token_id == tok.sep_token_id
-    assert model.config.pad_token_id == tok.pad_token_id
+    assert model.config.decoder_start_token_id == tok.start_id
+    assert model.config.eos_token_id == tok.end_id
+    assert model.config.pad_token_id == tok.pad_id
     images = solid_images()
     before = caption_loss(model, tok, images, CAPTIONS)
-    model = train_captioner(images, [[c] for c in CAPTIONS], cfg, seed=0, model=model, tokenizer=tok)
+    model, tok = train_captioner(images, [[c] for c in CAPTIONS], cfg, seed=0, model=model, tokenizer=tok)
     after = caption_loss(model, tok, images, CAPTIONS)
     assert after < before / 5, (before, after)
     assert caption_images(model, tok, images, max_length=cfg.max_length) == CAPTIONS
+    assert model.train_seconds_per_step > 0
 
 
 def test_training_is_deterministic_per_seed():
     cfg = tiny_config(steps=5)
     images = solid_images()
     caps = [[c] for c in CAPTIONS]
-    a = train_captioner(images, caps, cfg, seed=3)
-    b = train_captioner(images, caps, cfg, seed=3)
-    c = train_captioner(images, caps, cfg, seed=4)
+    (a, _), (b, _), (c, _) = (train_captioner(images, caps, cfg, seed=s) for s in (3, 3, 4))
     pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
     assert torch.equal(pa, pb)
     assert not torch.equal(pa, pc)
@@ -168,20 +194,47 @@ def test_missing_checkpoint_gives_clear_error(tmp_path):
         build_captioner(CaptionerConfig(checkpoint=str(tmp_path / "nowhere")))
 
 
-def test_local_checkpoint_round_trip(tmp_path):
+def test_saved_captioner_reloads_with_its_reduced_vocabulary(tmp_path):
     cfg = tiny_config()
+    images = solid_images()
+    model, tok = train_captioner(images, [[c] for c in CAPTIONS], cfg, seed=0)
+    save_captioner(tmp_path / "cap", model, tok, {"note": "test"})
+    assert (tmp_path / "cap" / VOCAB_FILE).is_file() and (tmp_path / "cap" / "model.safetensors").is_file()
+    loaded, loaded_tok = load_captioner(tmp_path / "cap")
+    assert len(loaded_tok) == len(tok) and np.array_equal(loaded_tok.base_ids, tok.base_ids)
+    assert caption_images(loaded, loaded_tok, images, max_length=cfg.max_length) == CAPTIONS
+    # a reduced model without its vocabulary map cannot decode: a clear error, not wrong words
+    (tmp_path / "cap" / VOCAB_FILE).unlink()
+    with pytest.raises(WeightsNotFoundError, match=f"outputs but its tokenizer .* needs {VOCAB_FILE}"):
+        load_captioner(tmp_path / "cap")
+
+
+def test_full_vocabulary_checkpoint_round_trip(tmp_path):
+    cfg = tiny_config(reduce_vocabulary=False)
     torch.manual_seed(0)
     model, tok = build_captioner(cfg)
     model.save_pretrained(tmp_path / "ckpt")
-    tok.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")  # a user's checkpoint: no caption_vocabulary.json
     loaded, loaded_tok = build_captioner(CaptionerConfig(checkpoint=str(tmp_path / "ckpt")))
-    assert loaded_tok.vocab_size == tok.vocab_size
+    assert loaded_tok.base_ids is None and len(loaded_tok) == len(tok.base)
     x = torch.zeros(1, 3, 32, 32)
-    labels = torch.tensor([[tok.sep_token_id]])
+    labels = torch.tensor([[tok.end_id]])
     with torch.no_grad():
         assert torch.allclose(
             model.eval()(pixel_values=x, labels=labels).loss, loaded(pixel_values=x, labels=labels).loss
         )
+
+
+def test_config_file_loads():
+    from rsgen.config import load_config
+    from rsgen.errors import ConfigError
+
+    cfg = load_config(
+        CaptionTestConfig, "captioner", ["captioner.steps=7", "real_captions=human_class"], "eval"
+    )
+    assert cfg.captioner.steps == 7 and cfg.real_captions == "human_class" and cfg.captioner.reduce_vocabulary
+    with pytest.raises(ConfigError, match="real_captions"):
+        load_config(CaptionTestConfig, "captioner", ["real_captions=humans"], "eval")
 
 
 # ------------------------------------------------------------------------------------- end to end
@@ -195,25 +248,65 @@ def test_caption_augmentation_test_end_to_end():
     synthetic = CaptionedImages(solid_images(48)[2:], [[c] for c in CAPTIONS[2:]], "synthetic")  # resized
     result = caption_augmentation_test(real_train, real_test, synthetic, cfg)
     assert result["n_real_train"] == 2 and result["n_synthetic"] == 2 and result["n_test"] == 4
+    assert result["vocabulary"] < 20  # both arms share the vocabulary of all training captions
     for arm in ("real_only", "real_plus_synthetic"):
         assert set(result[arm]) == set(METRICS)
         assert all(len(v) == 2 for v in result[arm].values())
         assert set(result[f"{arm}_mean"]) == set(METRICS) and set(result[f"{arm}_std"]) == set(METRICS)
     assert set(result["gain"]) == set(METRICS)
+    from rsgen.eval.captioner import augmentation_markdown
+
+    assert "| cider |" in augmentation_markdown(result)
 
 
 def test_captioner_as_judge_end_to_end():
     cfg = tiny_config()
     images = solid_images()
-    model = train_captioner(images, [[c] for c in CAPTIONS], cfg, seed=0)
-    _, tok = build_captioner(cfg)
-    result = captioner_as_judge(model, tok, images, CAPTIONS, max_length=cfg.max_length)
-    assert set(result) >= {"n", "bleu4", "rouge_l", "cider", "shuffled_prompts", "captions"}
+    model, tok = train_captioner(images, [[c] for c in CAPTIONS], cfg, seed=0)
+    real = CaptionedImages(images[::-1].copy(), [[c] for c in CAPTIONS[::-1]], "real test")
+    result = captioner_as_judge(model, tok, images, CAPTIONS, max_length=cfg.max_length, real=real)
+    assert set(result) >= {
+        "n",
+        "bleu4",
+        "rouge_l",
+        "cider",
+        "shuffled_prompts",
+        "captions",
+        "real_own_captions",
+    }
     assert result["n"] == 4 and len(result["captions"]) == 4
     assert result["rouge_l"] == pytest.approx(1.0)  # the overfitted captioner reproduces the prompts
     assert result["rouge_l"] > result["shuffled_prompts"]["rouge_l"]
+    assert result["real_own_captions"]["rouge_l"] == pytest.approx(1.0)
+    scored = score_captioner(model, tok, real, human_references=0, max_length=cfg.max_length)
+    assert scored["val"]["rouge_l"] == pytest.approx(1.0)
+    assert scored["val_shuffled_references"]["rouge_l"] < 0.5 and scored["val_human_class_references"] is None
     with pytest.raises(DataError, match="4 generated images but 3 prompts"):
         captioner_as_judge(model, tok, images, CAPTIONS[:3])
+
+
+def test_judge_generated_and_evaluate_section(tmp_path):
+    from rsgen.eval.evaluate import EvaluateConfig, _captioner_section
+    from rsgen.eval.generated_set import load_generated_set, write_generated_set
+    from rsgen.eval.report import render_markdown
+
+    cfg = tiny_config()
+    model, tok = train_captioner(solid_images(), [[c] for c in CAPTIONS], cfg, seed=0)
+    save_captioner(tmp_path / "cap", model, tok)
+    result = judge_generated(tmp_path / "cap", solid_images(), CAPTIONS, n_real=0, max_length=cfg.max_length)
+    assert result["cider"] > result["shuffled_prompts"]["cider"]
+    assert "| generated, own prompts |" in result["markdown"]
+
+    write_generated_set(tmp_path / "gen", solid_images(), [{"prompt": c} for c in CAPTIONS])
+    gen = load_generated_set(tmp_path / "gen", size=32)
+    report: dict = {"not_measured": []}
+    _captioner_section(gen, EvaluateConfig(captioner=None), report)
+    assert "caption_judge" not in report and "no trained captioner" in report["not_measured"][0]
+    _captioner_section(gen, EvaluateConfig(captioner=str(tmp_path / "nowhere")), report)
+    assert "captioning checkpoint not found" in report["not_measured"][1]
+    _captioner_section(gen, EvaluateConfig(captioner=str(tmp_path / "cap"), captioner_real_images=0), report)
+    assert report["caption_judge"]["n"] == 4
+    assert "## Captioner as judge" in render_markdown(report)
 
 
 def test_generated_set_as_caption_pairs(tmp_path):
@@ -236,3 +329,24 @@ def test_eurosat_pairs_have_several_references():
     pairs = eurosat_captioned("val", n=4, captions_per_image=3)
     assert pairs.images.shape == (4, 64, 64, 3)
     assert all(len(c) == 3 and len(set(c)) == 3 for c in pairs.captions)
+
+
+def test_eurosat_pairs_with_human_class_captions():
+    from rsgen.eval.captioner import eurosat_captioned, human_class_captions, human_reference_scores
+    from rsgen.eval.reference_data import eurosat_root
+    from rsgen.paths import datasets_dir
+
+    if not (eurosat_root() / "val").is_dir() or not (datasets_dir() / "captions").is_dir():
+        pytest.skip(f"EuroSAT or human captions not found under {datasets_dir()}")
+    human = human_class_captions()
+    assert {"Forest", "Highway", "River", "Residential"} <= set(human) and "PermanentCrop" not in human
+    assert any("freeway" in c.lower() for c in human["Highway"])
+    pairs = eurosat_captioned("val", n=6, captions_per_image=2, real_captions="human_class")
+    for label, caps in zip(pairs.labels, pairs.captions, strict=True):
+        assert len(caps) == 2 and (label not in human or all(c in human[label] for c in caps))
+    other = eurosat_captioned("val", n=6, captions_per_image=1, seed=0, exclude=np.arange(4000))
+    assert len(other) == 6  # drawn from the 50 images not excluded
+    scores = human_reference_scores([c[0] for c in pairs.captions], pairs.labels, per_image=3)
+    assert scores is None or set(scores) >= set(METRICS)
+    with pytest.raises(DataError, match="real_captions"):
+        eurosat_captioned("val", n=2, real_captions="humans")

@@ -5,6 +5,20 @@ at 64 px with 8 px patches, a GPT-2 decoder with cross-attention) with the offli
 (nothing downloaded), or a user's local captioning checkpoint folder. Images are fed as ``[-1, 1]`` floats
 (the ViT image-processor default, mean = std = 0.5).
 
+Vocabulary: the decoder predicts only the word pieces that occur in its training captions (plus the special
+tokens), not the 30,522 of the tokenizer: :class:`CaptionTokenizer` maps between the reduced ids and the
+tokenizer's ids and is saved beside the model (``caption_vocabulary.json``), so a saved captioner reloads and
+decodes the same. For EuroSAT captions: 30,522 -> ~260 outputs, the bulk of a training step before.
+
+Real captions: EuroSAT has no human captions, so its pairs use :class:`~rsgen.data.captions.CaptionWriter`
+captions (class label + 10 m GSD, wording modelled on UCM / Sydney / RSICD). The human caption sets in the
+shared datasets are text only (their images are not available), so they cannot pair image by image; their
+captions of scene classes that match a EuroSAT class (by the caption vocabulary's aliases, e.g. UCM
+``agricultural`` -> AnnualCrop, ``freeway`` -> Highway) are used as *class-level* human captions: as training
+captions (``real_captions: human_class``) and as human references when scoring. Sydney has no class in its file
+names, so it is not used. Caveat: UCM / RSICD are 0.3-1 m aerial images; some details they mention are not
+visible at 10 m.
+
 Scores (pure functions on lowercase word tokens, references are lists of captions per image), following the
 COCO caption evaluation: corpus **BLEU-4** (clipped n-gram precision, brevity penalty against the closest
 reference length, no smoothing; 0-1), **ROUGE-L** (LCS F-measure with beta 1.2, best reference per image,
@@ -15,15 +29,16 @@ image - with a single image every idf is 0).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +50,9 @@ from rsgen.errors import DataError, WeightsNotFoundError
 log = logging.getLogger(__name__)
 
 METRICS = ("bleu4", "rouge_l", "cider")
+VOCAB_FILE = "caption_vocabulary.json"
+SUMMARY_FILE = "captioner_summary.json"
+RealCaptions = Literal["writer", "human_class", "writer+human_class"]
 
 
 @dataclass
@@ -44,6 +62,7 @@ class CaptionerConfig:
     # a local VisionEncoderDecoderModel folder (fine-tuned in the augmentation test); None: build from sizes
     checkpoint: str | None = None
     tokenizer: str | None = None  # a local tokenizer folder; None: the checkpoint's, else the offline MiniLM
+    reduce_vocabulary: bool = True  # decoder outputs = word pieces of the training captions (+ specials)
     image_size: int = 64
     patch_size: int = 8
     encoder_width: int = 128
@@ -65,12 +84,28 @@ class CaptionerConfig:
 
 
 @dataclass
+class CaptionTestConfig:
+    """The captioning augmentation test and the judge's captioner (``configs/eval/captioner.yaml``)."""
+
+    n_real: int = 1000  # real EuroSAT train pairs (both arms)
+    m_synthetic: int = 1000  # synthetic pairs added in the second arm (all of them where fewer)
+    n_test: int = 500  # held-out real EuroSAT val pairs
+    captions_per_image: int = 5
+    # captions paired with EuroSAT images: CaptionWriter's, class-level human ones (UCM / RSICD), or both
+    real_captions: RealCaptions = "writer"
+    human_references: int = 5  # class-level human reference captions per test image (0: not scored)
+    judge_real_images: int = 500  # real val images captioned beside the generated ones in the judge section
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+
+
+@dataclass
 class CaptionedImages:
-    """Images ``(N, H, W, 3)`` uint8 with one or more captions each."""
+    """Images ``(N, H, W, 3)`` uint8 with one or more captions each (``labels``: class names, optional)."""
 
     images: np.ndarray
     captions: list[list[str]]
     source: str = ""
+    labels: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.captions = [[c] if isinstance(c, str) else list(c) for c in self.captions]
@@ -88,13 +123,14 @@ class CaptionedImages:
 
     def subset(self, index: Sequence[int] | np.ndarray) -> CaptionedImages:
         index = np.asarray(index, dtype=np.int64)
-        return CaptionedImages(self.images[index], [self.captions[i] for i in index], self.source)
+        labels = [self.labels[i] for i in index] if self.labels is not None else None
+        return CaptionedImages(self.images[index], [self.captions[i] for i in index], self.source, labels)
 
 
-# ----------------------------------------------------------------------------------------------- model
+# ------------------------------------------------------------------------------------------- tokenizer
 
 
-def _tokenizer(path: str | Path | None) -> Any:
+def _base_tokenizer(path: str | Path | None) -> Any:
     from transformers import AutoTokenizer
 
     if path is None:
@@ -116,9 +152,88 @@ def _special_ids(tok: Any) -> tuple[int, int, int]:
     return int(start), int(end), int(pad)
 
 
-def build_captioner(config: CaptionerConfig | None = None) -> tuple[Any, Any]:
-    """``(VisionEncoderDecoderModel, tokenizer)``: a fresh small ViT + GPT-2 from config (seed torch first for
-    a reproducible init), or the local checkpoint ``config.checkpoint`` with its tokenizer."""
+class CaptionTokenizer:
+    """A tokenizer restricted to the word pieces the captioner can emit.
+
+    ``base_ids[r]`` is the tokenizer id of reduced id ``r`` (the special tokens first); ``base_ids=None`` keeps
+    the whole vocabulary (a user's checkpoint). Text is split by the base tokenizer, pieces outside the kept set
+    become the unknown token; decoding maps back and lets the base tokenizer join the pieces.
+    """
+
+    def __init__(self, base: Any, base_ids: Sequence[int] | None = None) -> None:
+        self.base = base
+        start, end, pad = _special_ids(base)
+        self.base_ids: np.ndarray | None = None
+        self._lookup: np.ndarray | None = None
+        if base_ids is None:
+            self.start_id, self.end_id, self.pad_id = start, end, pad
+            return
+        specials = list(dict.fromkeys(i for i in (pad, start, end, base.unk_token_id) if i is not None))
+        ids = specials + sorted(set(int(i) for i in base_ids) - set(specials))
+        self.base_ids = np.asarray(ids, dtype=np.int64)
+        unk = ids.index(base.unk_token_id) if base.unk_token_id is not None else ids.index(pad)
+        self._lookup = np.full(max(len(base), int(self.base_ids.max()) + 1), unk, dtype=np.int64)
+        self._lookup[self.base_ids] = np.arange(len(ids))
+        self.start_id, self.end_id, self.pad_id = ids.index(start), ids.index(end), ids.index(pad)
+
+    @classmethod
+    def from_texts(cls, base: Any, texts: Sequence[str]) -> CaptionTokenizer:
+        """Keep the word pieces of ``texts`` (the training captions)."""
+        pieces = base(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+        return cls(base, sorted({i for row in pieces for i in row}))
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base_ids is None else len(self.base_ids)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Reduced ids of each text, without start / end tokens."""
+        rows = self.base(list(texts), add_special_tokens=False)["input_ids"]
+        if self._lookup is None:
+            return [list(r) for r in rows]
+        return [self._lookup[np.asarray(r, dtype=np.int64)].tolist() for r in rows]
+
+    def batch_decode(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
+        """Text of rows of reduced ids (special tokens dropped)."""
+        rows = ids.tolist() if isinstance(ids, torch.Tensor) else [list(r) for r in ids]
+        if self.base_ids is not None:
+            rows = [self.base_ids[np.asarray(r, dtype=np.int64)].tolist() for r in rows]
+        return [t.strip() for t in self.base.batch_decode(rows, skip_special_tokens=True)]
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The base tokenizer files plus ``caption_vocabulary.json`` (the reduced -> base id map)."""
+        from rsgen.io import atomic_write_json
+
+        self.base.save_pretrained(str(folder))
+        if self.base_ids is not None:
+            atomic_write_json(
+                Path(folder) / VOCAB_FILE,
+                {"base_tokenizer": type(self.base).__name__, "base_ids": self.base_ids.tolist()},
+            )
+
+    @classmethod
+    def load(cls, folder: str | Path, tokenizer: str | Path | None = None) -> CaptionTokenizer:
+        """The tokenizer saved in ``folder`` (or ``tokenizer``), reduced if ``caption_vocabulary.json`` is there."""
+        base = _base_tokenizer(tokenizer or folder)
+        vocab = Path(folder) / VOCAB_FILE
+        if not vocab.is_file():
+            return cls(base)
+        try:
+            ids = json.loads(vocab.read_text())["base_ids"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise WeightsNotFoundError(f"{vocab}: unreadable caption vocabulary ({e})") from None
+        return cls(base, ids)
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def build_captioner(
+    config: CaptionerConfig | None = None, texts: Sequence[str] | None = None
+) -> tuple[Any, CaptionTokenizer]:
+    """``(VisionEncoderDecoderModel, CaptionTokenizer)``: a fresh small ViT + GPT-2 from config (seed torch
+    first for a reproducible init) whose vocabulary is the word pieces of ``texts`` (the training captions;
+    the full tokenizer when ``texts`` is None or ``reduce_vocabulary`` is off), or the local checkpoint
+    ``config.checkpoint`` (a VisionEncoderDecoderModel folder) with its own tokenizer."""
     from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
 
     config = config or CaptionerConfig()
@@ -130,10 +245,17 @@ def build_captioner(config: CaptionerConfig | None = None) -> tuple[Any, Any]:
                 "config.json + model.safetensors)"
             )
         model = VisionEncoderDecoderModel.from_pretrained(str(path), use_safetensors=True)
-        tok = _tokenizer(config.tokenizer or path)
+        tok = CaptionTokenizer.load(path, config.tokenizer)
+        outputs = int(model.config.decoder.vocab_size)
+        if outputs != len(tok):
+            raise WeightsNotFoundError(
+                f"captioning checkpoint {path}: decoder has {outputs} outputs but its tokenizer "
+                f"{len(tok)} tokens (a reduced vocabulary needs {VOCAB_FILE} beside the model)"
+            )
     else:
-        tok = _tokenizer(config.tokenizer)
-        start, end, pad = _special_ids(tok)
+        base = _base_tokenizer(config.tokenizer)
+        reduce = config.reduce_vocabulary and texts is not None
+        tok = CaptionTokenizer.from_texts(base, texts) if reduce else CaptionTokenizer(base)
         encoder = ViTConfig(
             image_size=config.image_size,
             patch_size=config.patch_size,
@@ -155,20 +277,41 @@ def build_captioner(config: CaptionerConfig | None = None) -> tuple[Any, Any]:
             attn_pdrop=config.dropout,
             add_cross_attention=True,
             is_decoder=True,
-            bos_token_id=start,
-            eos_token_id=end,
-            pad_token_id=pad,
+            bos_token_id=tok.start_id,
+            eos_token_id=tok.end_id,
+            pad_token_id=tok.pad_id,
         )
         model = VisionEncoderDecoderModel(
             config=VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
         )
-    start, end, pad = _special_ids(tok)
-    model.config.decoder_start_token_id = start
-    model.config.eos_token_id = end
-    model.config.pad_token_id = pad
+    model.config.decoder_start_token_id = tok.start_id
+    model.config.eos_token_id = tok.end_id
+    model.config.pad_token_id = tok.pad_id
     gen = model.generation_config
-    gen.decoder_start_token_id, gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = start, start, end, pad
+    gen.decoder_start_token_id, gen.bos_token_id = tok.start_id, tok.start_id
+    gen.eos_token_id, gen.pad_token_id = tok.end_id, tok.pad_id
     return model, tok
+
+
+def save_captioner(
+    folder: str | Path, model: Any, tokenizer: CaptionTokenizer, summary: dict[str, Any] | None = None
+) -> Path:
+    """Write model (safetensors), tokenizer + reduced vocabulary and an optional summary, atomically."""
+    from rsgen.io import atomic_dir
+
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if summary is not None:
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return folder
+
+
+def load_captioner(folder: str | Path) -> tuple[Any, CaptionTokenizer]:
+    """A captioner saved by :func:`save_captioner` (or any local VisionEncoderDecoderModel folder), eval mode."""
+    model, tok = build_captioner(CaptionerConfig(checkpoint=str(folder)))
+    return model.eval(), tok
 
 
 def pixel_values(model: Any, images: np.ndarray) -> torch.Tensor:
@@ -182,13 +325,9 @@ def pixel_values(model: Any, images: np.ndarray) -> torch.Tensor:
     return x
 
 
-def _labels(tok: Any, captions: list[str], max_length: int) -> torch.Tensor:
+def _labels(tok: CaptionTokenizer, captions: list[str], max_length: int) -> torch.Tensor:
     """Target ids ``(B, T)``: caption tokens + end token, padding as -100 (the model prepends the start)."""
-    _, end, _ = _special_ids(tok)
-    rows = []
-    for c in captions:
-        ids = tok(c, add_special_tokens=False)["input_ids"][: max_length - 2] + [end]
-        rows.append(ids)
+    rows = [ids[: max_length - 2] + [tok.end_id] for ids in tok.encode_batch(captions)]
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), -100, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -208,15 +347,17 @@ def train_captioner(
     seed: int = 0,
     *,
     model: Any = None,
-    tokenizer: Any = None,
-) -> Any:
+    tokenizer: CaptionTokenizer | None = None,
+) -> tuple[Any, CaptionTokenizer]:
     """Teacher-forced training for ``config.steps`` AdamW steps on random batches (one random caption of each
-    image per draw); deterministic per ``seed``. A fresh model is built from ``config`` unless one is given."""
+    image per draw); deterministic per ``seed``. A fresh model (vocabulary: these captions) is built from
+    ``config`` unless one is given with its tokenizer. Returns ``(model in eval mode, tokenizer)``; the
+    training speed is in ``model.train_seconds_per_step``."""
     config = config or CaptionerConfig()
     data = CaptionedImages(np.asarray(images), [list(c) for c in captions], "captioner training set")
     torch.manual_seed(seed)
     if model is None:
-        model, tokenizer = build_captioner(config)
+        model, tokenizer = build_captioner(config, [c for cs in data.captions for c in cs])
     elif tokenizer is None:
         raise DataError("train_captioner: a given model needs its tokenizer")
     rng = np.random.default_rng(seed)
@@ -233,6 +374,7 @@ def train_captioner(
     bs = min(config.batch_size, len(data))
     bar = tqdm(range(config.steps), desc=f"captioner seed {seed}", leave=False, disable=not config.progress)
     t0 = time.perf_counter()
+    loss = torch.tensor(float("nan"))
     for _ in bar:
         idx = rng.choice(len(data), bs, replace=len(data) < bs)
         texts = [data.captions[i][rng.integers(len(data.captions[i]))] for i in idx]
@@ -246,18 +388,25 @@ def train_captioner(
         opt.step()
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
+    seconds = time.perf_counter() - t0
+    model.train_seconds_per_step = seconds / max(1, config.steps)
+    model.train_last_loss = float(loss.item())
     log.info(
-        "captioner seed %d: %d steps, last loss %.3f (%.0f s)",
+        "captioner seed %d: %d steps, vocabulary %d, last loss %.3f (%.0f s, %.3f s/step)",
         seed,
         config.steps,
+        len(tokenizer),
         loss.item(),
-        time.perf_counter() - t0,
+        seconds,
+        model.train_seconds_per_step,
     )
-    return model.eval()
+    return model.eval(), tokenizer
 
 
 @torch.no_grad()
-def caption_loss(model: Any, tokenizer: Any, images: np.ndarray, captions: Sequence[str]) -> float:
+def caption_loss(
+    model: Any, tokenizer: CaptionTokenizer, images: np.ndarray, captions: Sequence[str]
+) -> float:
     """Mean teacher-forced cross-entropy of one caption per image (eval mode)."""
     model.eval()
     dec = model.config.decoder
@@ -269,7 +418,7 @@ def caption_loss(model: Any, tokenizer: Any, images: np.ndarray, captions: Seque
 
 @torch.no_grad()
 def caption_images(
-    model: Any, tokenizer: Any, images: np.ndarray, max_length: int = 32, batch_size: int = 64
+    model: Any, tokenizer: CaptionTokenizer, images: np.ndarray, max_length: int = 32, batch_size: int = 64
 ) -> list[str]:
     """Greedy captions of ``(N, H, W, 3)`` uint8 images."""
     model.eval()
@@ -281,7 +430,7 @@ def caption_images(
             do_sample=False,
             num_beams=1,
         )  # (B, T)
-        out.extend(t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True))
+        out.extend(tokenizer.batch_decode(ids))
     return out
 
 
@@ -428,9 +577,12 @@ def caption_augmentation_test(
     real_test: CaptionedImages | tuple[np.ndarray, Sequence[Sequence[str]]],
     synthetic: CaptionedImages | tuple[np.ndarray, Sequence[Sequence[str]]],
     config: CaptionerConfig | None = None,
+    synthetic_name: str = "synthetic",
 ) -> dict[str, Any]:
-    """Captioner trained on real pairs vs on real + synthetic pairs (same steps, same seeds), scored with
-    BLEU-4 / ROUGE-L / CIDEr on real held-out pairs; per-seed values, mean, std and gain per metric."""
+    """Captioner trained on real pairs vs on real + synthetic pairs (same steps, same seeds, same vocabulary:
+    the word pieces of both arms' captions), scored with BLEU-4 / ROUGE-L / CIDEr on real held-out pairs;
+    per-seed values, mean, std and gain per metric. ``synthetic_name`` labels the added pairs in the result
+    (e.g. a real stand-in)."""
     config = config or CaptionerConfig()
     if config.checkpoint is not None:
         log.info("augmentation test fine-tunes the checkpoint %s in both arms", config.checkpoint)
@@ -442,18 +594,22 @@ def caption_augmentation_test(
     size = train.images.shape[1:3]
     mixed_images = np.concatenate([train.images, _resize_to(synth.images, size)])
     mixed_captions = train.captions + synth.captions
+    vocabulary = [c for cs in mixed_captions for c in cs]
     arms: dict[str, dict[str, list[float]]] = {
         "real_only": {m: [] for m in METRICS},
         "real_plus_synthetic": {m: [] for m in METRICS},
     }
+    speed = []
     for seed in config.seeds:
         for arm, (x, caps) in (
             ("real_only", (train.images, train.captions)),
             ("real_plus_synthetic", (mixed_images, mixed_captions)),
         ):
             t0 = time.perf_counter()
-            model, tok = _fresh(config, seed)
-            model = train_captioner(x, caps, config, seed, model=model, tokenizer=tok)
+            torch.manual_seed(seed)
+            model, tok = build_captioner(config, vocabulary)
+            model, tok = train_captioner(x, caps, config, seed, model=model, tokenizer=tok)
+            speed.append(model.train_seconds_per_step)
             scores = caption_scores(caption_images(model, tok, test.images, config.max_length), test.captions)
             for m in METRICS:
                 arms[arm][m].append(scores[m])
@@ -461,9 +617,13 @@ def caption_augmentation_test(
     result: dict[str, Any] = {
         "n_real_train": len(train),
         "n_synthetic": len(synth),
+        "synthetic": synthetic_name,
         "n_test": len(test),
         "seeds": list(config.seeds),
         "steps": config.steps,
+        "batch_size": config.batch_size,
+        "vocabulary": len(tok),
+        "train_seconds_per_step": float(np.mean(speed)),
         "captioner": config.checkpoint or "small ViT + GPT-2 from config",
     }
     for arm, per in arms.items():
@@ -472,11 +632,6 @@ def caption_augmentation_test(
         result[f"{arm}_std"] = {m: float(np.std(v)) for m, v in per.items()}
     result["gain"] = {m: result["real_plus_synthetic_mean"][m] - result["real_only_mean"][m] for m in METRICS}
     return result
-
-
-def _fresh(config: CaptionerConfig, seed: int) -> tuple[Any, Any]:
-    torch.manual_seed(seed)
-    return build_captioner(config)
 
 
 def _resize_to(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -491,49 +646,207 @@ def _resize_to(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def captioner_as_judge(
     model: Any,
-    tokenizer: Any,
+    tokenizer: CaptionTokenizer,
     generated_images: np.ndarray,
     prompts: Sequence[str],
     max_length: int = 32,
     seed: int = 0,
+    real: CaptionedImages | None = None,
 ) -> dict[str, Any]:
     """Caption generated images and score the captions against the prompts they were generated from; the
-    same captions against shuffled prompts are the no-text-control reference."""
+    same captions against shuffled prompts are the no-text-control reference, and (with ``real``) real
+    images captioned and scored against one caption each of their own is the best achievable."""
     prompts = list(prompts)
     if len(prompts) != len(generated_images):
         raise DataError(f"{len(generated_images)} generated images but {len(prompts)} prompts")
     captions = caption_images(model, tokenizer, np.asarray(generated_images), max_length)
     shuffled = [prompts[i] for i in np.random.default_rng(seed).permutation(len(prompts))]
-    return {
+    result: dict[str, Any] = {
         "n": len(prompts),
         **caption_scores(captions, [[p] for p in prompts]),
         "shuffled_prompts": caption_scores(captions, [[p] for p in shuffled]),
         "captions": captions,
     }
+    if real is not None:
+        real_captions = caption_images(model, tokenizer, real.images, max_length)
+        result["real_own_captions"] = caption_scores(real_captions, [[c[0]] for c in real.captions])
+        if real.labels is not None:  # the prompts `rsgen evaluate` generates from, for a like-for-like row
+            from rsgen.eval.evaluate import class_prompt
+
+            refs = [[class_prompt(lab)] for lab in real.labels]
+            result["real_class_prompts"] = caption_scores(real_captions, refs)
+        result["n_real"] = len(real)
+        result["real_source"] = real.source
+    return result
+
+
+def judge_markdown(result: dict[str, Any]) -> str:
+    """The "Captioner as judge" table of :func:`judge_generated`."""
+    rows = [("generated, own prompts", result), ("generated, shuffled prompts", result["shuffled_prompts"])]
+    if "real_own_captions" in result:
+        rows.append(
+            (f"real ({result['n_real']}, {result['real_source']}), own caption", result["real_own_captions"])
+        )
+    if "real_class_prompts" in result:
+        rows.append(("real, class prompt of its label", result["real_class_prompts"]))
+    lines = [
+        f"Captions of {result['n']} generated images by the captioner `{result.get('captioner', '?')}`, scored "
+        "against one reference each (higher = the image shows what the prompt asked for).",
+        "",
+        "| images | BLEU-4 | ROUGE-L | CIDEr |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {s['bleu4']:.4f} | {s['rouge_l']:.4f} | {s['cider']:.4f} |" for name, s in rows]
+    examples = list(zip(result.get("prompts", [])[:3], result["captions"][:3], strict=False))
+    if examples:
+        lines += ["", "Examples (prompt -> caption): " + "; ".join(f"'{p}' -> '{c}'" for p, c in examples)]
+    return "\n".join(lines)
+
+
+def judge_generated(
+    captioner: str | Path,
+    images: np.ndarray,
+    prompts: Sequence[str],
+    n_real: int = 500,
+    max_length: int = 32,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The judge section of a report: a saved captioner captions ``images`` (generated from ``prompts``);
+    scores against own / shuffled prompts, and on ``n_real`` EuroSAT val images with their own captions (left
+    out with a warning when EuroSAT is absent). Includes ``markdown``."""
+    model, tok = load_captioner(captioner)
+    real = None
+    if n_real > 0:
+        try:
+            real = eurosat_captioned("val", n_real, captions_per_image=1, seed=seed)
+        except DataError as e:
+            log.warning("captioner judge: no real reference images (%s)", e)
+    result = captioner_as_judge(model, tok, images, prompts, max_length, seed, real)
+    result["captioner"] = str(captioner)
+    result["prompts"] = list(prompts)
+    result["markdown"] = judge_markdown(result)
+    return result
 
 
 # ------------------------------------------------------------------------------------------ real data
 
 
+def human_class_captions(class_names: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Human captions (UCM-captions, RSICD val; text only) grouped by the EuroSAT class that their scene class
+    maps to through the caption vocabulary's aliases (e.g. ``freeway`` -> Highway). Classes without a
+    matching scene class are absent. Raises DataError when neither caption file exists."""
+    from rsgen.data.captions import clean_captions, default_vocabulary
+    from rsgen.data.readers import label_for
+    from rsgen.eval.reference_data import EUROSAT_CLASSES
+    from rsgen.paths import datasets_dir
+
+    classes = set(class_names or EUROSAT_CLASSES)
+    aliases = default_vocabulary().aliases
+    folder = datasets_dir() / "captions"
+    raw: dict[str, list[str]] = {}
+
+    def add(scene: str | None, texts: list[str]) -> None:
+        name = aliases.get(re.sub(r"[\s_\-]+", "", scene).lower()) if scene else None
+        if name in classes:
+            raw.setdefault(name, []).extend(texts)
+
+    ucm, rsicd = folder / "ucm_karpathy.json", folder / "rsicd_val_coco.json"
+    if not ucm.is_file() and not rsicd.is_file():
+        raise DataError(
+            f"no human caption files in {folder} (expected ucm_karpathy.json / rsicd_val_coco.json)"
+        )
+    if ucm.is_file():
+        for item in json.loads(ucm.read_text())["images"]:
+            texts = [s.get("raw") or " ".join(s.get("tokens", [])) for s in item.get("sentences", [])]
+            add(label_for(str(item.get("filename", "")), "ucm_index"), texts)
+    if rsicd.is_file():
+        data = json.loads(rsicd.read_text())
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        for ann in data["annotations"]:
+            add(label_for(names.get(ann["image_id"], ""), "prefix"), [ann["caption"]])
+    return {k: clean_captions(v) for k, v in sorted(raw.items())}
+
+
+def _draw_index(total: int, n: int | None, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indexes of ``n`` of ``total`` items (all when ``n`` is None), not in ``exclude``."""
+    pool = np.setdiff1d(np.arange(total), exclude) if exclude is not None else np.arange(total)
+    if n is None or n >= len(pool):
+        return pool
+    return np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
+
+
 def eurosat_captioned(
-    split: str, n: int | None = None, captions_per_image: int = 5, seed: int = 0
+    split: str,
+    n: int | None = None,
+    captions_per_image: int = 5,
+    seed: int = 0,
+    real_captions: RealCaptions = "writer",
+    exclude: np.ndarray | None = None,
 ) -> CaptionedImages:
-    """EuroSAT images ``(N, 64, 64, 3)`` with ``captions_per_image`` CaptionWriter captions each (class label
-    + 10 m GSD, varied wording), the real pairs of the captioning test."""
+    """EuroSAT images ``(N, 64, 64, 3)`` with ``captions_per_image`` captions each: CaptionWriter's (class
+    label + 10 m GSD, varied wording), class-level human captions (classes without any keep the writer's), or
+    half of each. ``exclude``: indexes of the split not to draw (a disjoint second sample). ``labels`` holds
+    the class names."""
     from rsgen.data.captions import CaptionWriter
     from rsgen.eval.reference_data import EUROSAT_GSD_M, load_eurosat
     from rsgen.metadata import Metadata
 
+    if real_captions not in ("writer", "human_class", "writer+human_class"):
+        raise DataError(
+            f"real_captions {real_captions!r}: expected writer, human_class or writer+human_class"
+        )
     data = load_eurosat(split)
-    if n is not None and n < len(data):
-        data = data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+    index = _draw_index(len(data), n, seed, exclude)
+    data = data.subset(index)
     writer = CaptionWriter(seed=seed)
     meta = Metadata(gsd_m=EUROSAT_GSD_M, sensor="Sentinel-2")
-    captions = [
-        writer.captions(data.class_names[y], meta, n=captions_per_image, key=f"{split}-{i}")
-        for i, y in enumerate(data.labels)
-    ]
-    return CaptionedImages(data.images, captions, f"EuroSAT-RGB {split}")
+    human = human_class_captions(data.class_names) if real_captions != "writer" else {}
+    rng = np.random.default_rng(seed + 7919)
+    n_human = {"writer": 0, "human_class": captions_per_image}.get(real_captions, captions_per_image // 2)
+    captions, fallback = [], 0
+    for i, y in zip(index, data.labels, strict=True):
+        name = data.class_names[y]
+        pool_h = human.get(name, [])
+        k = min(n_human, len(pool_h))
+        fallback += k < n_human
+        own = [pool_h[j] for j in rng.choice(len(pool_h), k, replace=False)] if k else []
+        written = (
+            writer.captions(name, meta, n=captions_per_image - k, key=f"{split}-{i}")
+            if k < captions_per_image
+            else []
+        )
+        captions.append(own + written)
+    if fallback:
+        log.info(
+            "EuroSAT %s: %d images of classes without human captions use CaptionWriter's", split, fallback
+        )
+    labels = [data.class_names[y] for y in data.labels]
+    return CaptionedImages(data.images, captions, f"EuroSAT-RGB {split} ({real_captions} captions)", labels)
+
+
+def human_reference_scores(
+    candidates: Sequence[str], labels: Sequence[str], per_image: int = 5, seed: int = 0
+) -> dict[str, Any] | None:
+    """Scores of captions of real images against ``per_image`` human captions of their class (UCM / RSICD;
+    class-level references), on the images whose class has human captions; None where there are none."""
+    try:
+        human = human_class_captions()
+    except DataError as e:
+        log.warning("no human class references: %s", e)
+        return None
+    rng = np.random.default_rng(seed)
+    keep = [i for i, lab in enumerate(labels) if human.get(lab)]
+    if not keep or per_image <= 0:
+        return None
+    refs = []
+    for i in keep:
+        pool = human[labels[i]]
+        refs.append([pool[j] for j in rng.choice(len(pool), min(per_image, len(pool)), replace=False)])
+    return {
+        **caption_scores([candidates[i] for i in keep], refs),
+        "n": len(keep),
+        "classes": sorted({labels[i] for i in keep}),
+    }
 
 
 def generated_captioned(folder: str | Path, size: int = 64, max_images: int | None = None) -> CaptionedImages:
@@ -550,19 +863,114 @@ def generated_captioned(folder: str | Path, size: int = 64, max_images: int | No
     return CaptionedImages(gen.images[keep], [[gen.samples[i].prompt] for i in keep], str(folder))
 
 
-def run_caption_augmentation_test(
-    synthetic_folder: str | Path,
-    config: CaptionerConfig | None = None,
-    n_real_train: int = 500,
-    n_test: int = 500,
+def score_captioner(
+    model: Any,
+    tokenizer: CaptionTokenizer,
+    test: CaptionedImages,
+    human_references: int = 5,
+    max_length: int = 32,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """The captioning test on EuroSAT: ``n_real_train`` train pairs vs the same + the generated set in
-    ``synthetic_folder`` (prompts as captions), scored on ``n_test`` val pairs with 5 references each."""
-    result = caption_augmentation_test(
-        eurosat_captioned("train", n_real_train, seed=0),
-        eurosat_captioned("val", n_test, seed=1),
-        generated_captioned(synthetic_folder),
-        config,
+    """Scores of a captioner on real held-out pairs: against their own captions, against the captions of
+    other images (shuffled: the floor of a captioner that ignores the image) and, where ``test.labels`` is
+    given, against class-level human captions."""
+    t0 = time.perf_counter()
+    candidates = caption_images(model, tokenizer, test.images, max_length)
+    shuffled = [test.captions[i] for i in np.random.default_rng(seed).permutation(len(test))]
+    return {
+        "test_set": f"{test.source}: {len(test)} images",
+        "val": caption_scores(candidates, test.captions),
+        "val_shuffled_references": caption_scores(candidates, shuffled),
+        "val_human_class_references": (
+            human_reference_scores(candidates, test.labels, human_references, seed) if test.labels else None
+        ),
+        "examples": [  # spread over the set (it is ordered by class)
+            {"label": test.labels[i] if test.labels else None, "caption": candidates[i]}
+            for i in np.unique(np.linspace(0, len(test) - 1, min(10, len(test))).astype(int))
+        ],
+        "caption_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def train_eurosat_captioner(
+    config: CaptionTestConfig | None = None, seed: int | None = None
+) -> tuple[Any, CaptionTokenizer, dict]:
+    """Train the judge's captioner on ``n_real`` EuroSAT train pairs and score it on ``n_test`` val pairs
+    (their own captions, and class-level human references); returns ``(model, tokenizer, summary)``."""
+    config = config or CaptionTestConfig()
+    cap = config.captioner
+    seed = cap.seeds[0] if seed is None else seed
+    train = eurosat_captioned("train", config.n_real, config.captions_per_image, 0, config.real_captions)
+    test = eurosat_captioned("val", config.n_test, config.captions_per_image, 1, config.real_captions)
+    t0 = time.perf_counter()
+    model, tok = train_captioner(train.images, train.captions, cap, seed)
+    train_s = time.perf_counter() - t0
+    summary: dict[str, Any] = {
+        "train_set": f"{train.source}: {len(train)} images x {config.captions_per_image} captions",
+        "seed": seed,
+        "steps": cap.steps,
+        "batch_size": cap.batch_size,
+        "vocabulary": len(tok),
+        "train_seconds": round(train_s, 1),
+        "train_seconds_per_step": round(model.train_seconds_per_step, 4),
+        "last_loss": model.train_last_loss,
+        **score_captioner(model, tok, test, config.human_references, cap.max_length),
+    }
+    return model, tok, summary
+
+
+def real_stand_in(
+    config: CaptionTestConfig, train: CaptionedImages, train_index_seed: int = 0
+) -> CaptionedImages:
+    """``m_synthetic`` extra *real* EuroSAT train pairs disjoint from ``train`` (drawn with the same seed),
+    standing in for synthetic images: the upper bound that perfect synthetic pairs could add."""
+    from rsgen.eval.reference_data import load_eurosat
+
+    used = _draw_index(len(load_eurosat("train")), len(train), train_index_seed)
+    return eurosat_captioned(
+        "train", config.m_synthetic, config.captions_per_image, 2, config.real_captions, exclude=used
     )
-    result["test_set"] = f"EuroSAT-RGB val ({n_test} images, 5 CaptionWriter captions each)"
+
+
+def run_caption_augmentation_test(
+    synthetic_folder: str | Path | None, config: CaptionTestConfig | None = None
+) -> dict[str, Any]:
+    """The captioning test on EuroSAT: ``n_real`` train pairs vs the same + ``m_synthetic`` pairs of the
+    generated set in ``synthetic_folder`` (prompts as captions), scored on ``n_test`` val pairs. With no
+    folder, extra real train pairs stand in for the synthetic ones (labelled so in the result)."""
+    config = config or CaptionTestConfig()
+    train = eurosat_captioned("train", config.n_real, config.captions_per_image, 0, config.real_captions)
+    test = eurosat_captioned("val", config.n_test, config.captions_per_image, 1, config.real_captions)
+    if synthetic_folder is None:
+        extra = real_stand_in(config, train)
+        name = f"REAL STAND-IN: {len(extra)} extra real EuroSAT train pairs (not synthetic)"
+    else:
+        extra = generated_captioned(synthetic_folder)
+        if len(extra) > config.m_synthetic:
+            extra = extra.subset(
+                np.sort(np.random.default_rng(0).choice(len(extra), config.m_synthetic, False))
+            )
+        name = f"synthetic: {len(extra)} generated pairs from {synthetic_folder} (prompts as captions)"
+    result = caption_augmentation_test(train, test, extra, config.captioner, synthetic_name=name)
+    result["real_captions"] = config.real_captions
+    result["test_set"] = f"{test.source}: {len(test)} images, {config.captions_per_image} references each"
     return result
+
+
+def augmentation_markdown(result: dict[str, Any]) -> str:
+    """The captioning augmentation test as a table (mean +- std over seeds)."""
+    lines = [
+        f"Captioner trained on {result['n_real_train']} real pairs vs + {result['n_synthetic']} added pairs "
+        f"({result['synthetic']}); {result['steps']} steps x batch {result['batch_size']} in both arms, seeds "
+        f"{result['seeds']}; scored on {result.get('test_set', str(result['n_test']) + ' real pairs')}.",
+        "",
+        "| metric | real only | real + added | gain |",
+        "|---|---|---|---|",
+    ]
+    for m in METRICS:
+        lines.append(
+            f"| {m} | {result['real_only_mean'][m]:.4f} +- {result['real_only_std'][m]:.4f} | "
+            f"{result['real_plus_synthetic_mean'][m]:.4f} +- {result['real_plus_synthetic_std'][m]:.4f} | "
+            f"{result['gain'][m]:+.4f} |"
+        )
+    return "\n".join(lines)

@@ -42,7 +42,9 @@ class EvaluateConfig:
     clip_model: str | None = None  # local transformers CLIP folder for the standard CLIP score
     clip_real_images: int = 500
     metadata_real_images: int = 400
-    captioner: str | None = None  # trained captioner folder (eval/caption_judge.py train): "Captioner as judge"
+    captioner: str | None = (
+        None  # trained captioner folder (eval/caption_judge.py train): "Captioner as judge"
+    )
     captioner_real_images: int = 500  # real EuroSAT val images captioned beside the generated ones
     # Control faithfulness (records with "conditions"): mask type -> segmenter "module:function" / "file.py:fn".
     segmenters: dict[str, str] = field(default_factory=dict)

@@ -166,7 +166,7 @@ def regrid(
 
 def run_whatif(
     pipe: RSGenPipeline,
-    source: SourceImage,
+    source: SourceImage | None,
     prompt: str,
     field: str,
     values: Sequence[str],
@@ -181,13 +181,19 @@ def run_whatif(
     tiling: Tiling | None = None,
     progress: bool = True,
 ) -> WhatIfResult:
-    """Edit ``source`` once per sweep value at the same seed (so only the swept condition differs)."""
+    """Edit ``source`` once per sweep value at the same seed (so only the swept condition differs). Without a
+    source, generate from text + ``base_metadata`` with the swept field changed, from the same initial noise."""
+    if source is None and base_metadata is None:
+        raise ConfigError("a what-if sweep without a source image needs base metadata")
     base = base_metadata if base_metadata is not None else source.metadata
     vs = variants(base, prompt, field, values)
     images, georefs, metas = [], [], []
     for v in vs:
-        pixels, georef, meta = source.pixels, source.georef, v.metadata
-        if field == "gsd" and v.metadata.gsd_m is not None:
+        pixels = georef = None
+        meta = v.metadata
+        if source is not None:
+            pixels, georef = source.pixels, source.georef
+        if source is not None and field == "gsd" and v.metadata.gsd_m is not None:
             pixels, georef, true_gsd = regrid(
                 SourceImage(source.pixels, source.georef, base, source.path),
                 v.metadata.gsd_m,
@@ -198,7 +204,7 @@ def run_whatif(
             v.prompt,
             meta,
             image=pixels,
-            strength=strength,
+            strength=strength if pixels is not None else 1.0,
             num_inference_steps=steps,
             seed=seed,
             guidance_text=guidance_text,
