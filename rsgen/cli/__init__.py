@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # long-running subcommands (train, curate, evaluate) set log_level=INFO so their progress is logged
+    levels = [getattr(args, "log_level", logging.WARNING), logging.INFO, logging.DEBUG]
     logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        level=levels[min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from rsgen.config import load_config
 from rsgen.data.curate import curate
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--restart", action="store_true", help="ignore an earlier run's progress in OUT and start over"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:

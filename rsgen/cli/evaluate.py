@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from rsgen.errors import ConfigError
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="config overrides key=value, e.g. max_reference=1000, "
         "year_predictor=DIR, rs_clip=DIR, guidance_sweep=[3,5,7.5] (see configs/eval/default.yaml)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:

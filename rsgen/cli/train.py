@@ -79,4 +79,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`accelerate launch train/train.py ...`.",
     )
     add_train_arguments(p)
-    p.set_defaults(func=run_from_args)
+    p.set_defaults(func=run_from_args, log_level=logging.INFO)
