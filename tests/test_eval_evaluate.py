@@ -123,3 +123,8 @@ def test_generate_from_saved_model(tmp_path) -> None:
     assert data.samples[0].prompt.startswith("a satellite image of")
     assert sorted(data.group_by("guidance_scale")) == [1.0, 5.0]
     assert data.samples[0].extra["seed"] == 0 and data.samples[2].extra["seed"] == 2
+    main = data.main()  # the sweep image is kept out of the headline metrics
+    assert len(main) == 3 and data.samples[3].extra["sweep"] == "guidance_scale"
+    report = evaluate_folder(folder, tmp_path / "out", EvaluateConfig(image_size=32, reference=str(folder)))
+    assert report["distribution"][0]["num_generated"] == 3
+    assert report["sweeps"][0]["n"] == [1, 1]  # every sweep point uses the same number of images

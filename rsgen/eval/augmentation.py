@@ -70,7 +70,7 @@ def synthetic_from_folder(
     if not has_index and root.is_dir() and any(p.is_dir() and p.name in class_names for p in root.iterdir()):
         data = load_image_folder(root, class_names)
     else:
-        gen = load_generated_set(root)
+        gen = load_generated_set(root).main()  # not the guidance / steps sweep images
         names = requested_classes(gen.samples, class_names)
         keep = [i for i, n in enumerate(names) if n is not None]
         labels = np.asarray([class_names.index(names[i]) for i in keep], dtype=np.int64)

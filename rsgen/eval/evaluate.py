@@ -88,11 +88,13 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
         raise RsgenError(f"--model {model_dir}: not a saved rsgen model (no model_index.json)")
     pipe = RSGenPipeline.from_pretrained(str(model_dir))
     pipe.set_progress_bar_config(disable=True)
-    runs = [(config.num_images, config.guidance_scale, config.num_inference_steps)]
-    runs += [(config.sweep_images, g, config.num_inference_steps) for g in config.guidance_sweep]
-    runs += [(config.sweep_images, config.guidance_scale, s) for s in config.steps_sweep]
+    runs = [(config.num_images, config.guidance_scale, config.num_inference_steps, None)]
+    runs += [
+        (config.sweep_images, g, config.num_inference_steps, "guidance_scale") for g in config.guidance_sweep
+    ]
+    runs += [(config.sweep_images, config.guidance_scale, s, "steps") for s in config.steps_sweep]
     records, images, k = [], [], 0
-    for count, guidance, steps in runs:
+    for count, guidance, steps, swept in runs:
         for start in range(0, count, config.batch_size):
             idx = list(range(start, min(count, start + config.batch_size)))
             classes = [EUROSAT_CLASSES[i % len(EUROSAT_CLASSES)] for i in idx]
@@ -121,6 +123,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
                         "seed": seeds[j],
                         "guidance_scale": guidance,
                         "steps": steps,
+                        "sweep": swept,  # None: the main set; else the swept setting
                     }
                 )
                 k += 1
@@ -137,16 +140,14 @@ def _sweeps(
         if len(groups) < 2:
             continue
         xs = sorted(groups, key=float)
-        ys = [
-            frechet_distance(ref_feats, gen_feats[groups[x]]) if len(groups[x]) > 1 else float("nan")
-            for x in xs
-        ]
+        n = min(len(g) for g in groups.values())  # the same count everywhere: FID's bias depends on it
+        ys = [frechet_distance(ref_feats, gen_feats[groups[x][:n]]) if n > 1 else float("nan") for x in xs]
         out.append(
             {
                 "key": key,
                 "metric": f"FID{suffix}",
                 "x": [float(x) for x in xs],
-                "n": [len(groups[x]) for x in xs],
+                "n": [n for _ in xs],
                 "y": ys,
             }
         )
@@ -315,7 +316,8 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    gen = load_generated_set(folder, size=config.image_size, max_images=config.max_generated)
+    everything = load_generated_set(folder, size=config.image_size, max_images=config.max_generated)
+    gen = everything.main()  # headline metrics: one sampling setting, sweep images only in the sweep plots
     ref = load_reference(config.reference, size=config.image_size, max_images=config.max_reference)
     net = load_feature_net(config.feature_net)
     net_summary = read_training_summary(config.feature_net)
@@ -324,7 +326,8 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     rs = RSFeatureExtractor(net, f"RS feature network ({config.feature_net or 'shipped'}{acc_text})")
     report: dict[str, Any] = {
         "setup": {
-            "generated images": f"{len(gen)} from {gen.root} ({gen.skipped} skipped)",
+            "generated images": f"{len(gen)} from {gen.root} ({gen.skipped} skipped"
+            + (f"; {len(everything) - len(gen)} more in sweeps)" if len(everything) > len(gen) else ")"),
             "reference set": f"{ref.source} ({len(ref)} images)",
             "image size": config.image_size,
             "feature network": rs.description,
@@ -334,12 +337,14 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
         "not_measured": [],
         "plots": [],
     }
-    gen_f, gen_l = extract_features(rs, gen.images, progress=True)
+    all_f, all_l = extract_features(rs, everything.images, progress=True)
+    main_idx = [i for i, smp in enumerate(everything.samples) if not smp.extra.get("sweep")]
+    gen_f, gen_l = all_f[main_idx], all_l[main_idx]
     ref_f, ref_l = extract_features(rs, ref.images, progress=True)
     report["distribution"].append(
         distribution_metrics((gen_f, gen_l), (ref_f, ref_l), rs.description, rs.suffix, ref.source).to_dict()
     )
-    report["sweeps"] = _sweeps(gen, gen_f, ref_f, config.sweep_keys, rs.suffix)
+    report["sweeps"] = _sweeps(everything, all_f, ref_f, config.sweep_keys, rs.suffix)
     for sweep in report["sweeps"]:
         name = f"fid_rs_vs_{sweep['key']}.png"
         plot_metric_curve(sweep["x"], sweep["y"], sweep["key"], sweep["metric"], out / name)
