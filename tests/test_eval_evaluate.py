@@ -128,3 +128,28 @@ def test_generate_from_saved_model(tmp_path) -> None:
     report = evaluate_folder(folder, tmp_path / "out", EvaluateConfig(image_size=32, reference=str(folder)))
     assert report["distribution"][0]["num_generated"] == 3
     assert report["sweeps"][0]["n"] == [1, 1]  # every sweep point uses the same number of images
+
+
+def test_text_faithfulness_uses_the_robust_classifier_when_given(setup, tmp_path) -> None:
+    import dataclasses
+
+    from rsgen.errors import RsgenError
+
+    gen, cfg = setup
+    judge = tiny_net(num_classes=10, size=32, seed=5)
+    judge.register_to_config(class_names=EUROSAT_CLASSES)
+    judge.save_pretrained(tmp_path / "judge")
+    (tmp_path / "judge" / "training_summary.json").write_text(
+        json.dumps({"val_accuracy": 0.9, "val_accuracy_degraded": {"blur_sigma_0.8": 0.85}})
+    )
+    report = evaluate_folder(
+        gen, tmp_path / "out", dataclasses.replace(cfg, text_classifier=str(tmp_path / "judge"))
+    )
+    text = report["text_faithfulness"]
+    assert "degradation-robust" in text["classifier"] and text["real_accuracy"] == 0.9
+    assert report["text_faithfulness_feature_net"]["accuracy"] is not None
+    assert "With the plain feature network" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(RsgenError, match="text_classifier"):
+        evaluate_folder(
+            gen, tmp_path / "out2", dataclasses.replace(cfg, text_classifier=str(tmp_path / "none"))
+        )

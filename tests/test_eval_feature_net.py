@@ -73,3 +73,16 @@ def test_shipped_network_classifies_eurosat_val(datasets) -> None:
     stated = read_training_summary()["val_accuracy"]
     assert acc > 0.8
     assert abs(acc - stated) < 0.05  # the stated accuracy is what the shipped weights give
+
+
+def test_degrade_changes_about_the_asked_share_and_keeps_dtype() -> None:
+    import torch
+
+    from rsgen.eval.feature_net import degrade
+
+    x = (torch.rand(200, 3, 16, 16) * 255).to(torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(degrade(x, g, 0.0), x)
+    y = degrade(x, g, 0.5)
+    changed = (y != x).flatten(1).any(1).float().mean().item()
+    assert y.dtype == torch.uint8 and y.shape == x.shape and 0.3 < changed <= 0.6

@@ -33,6 +33,8 @@ class EvaluateConfig:
     max_reference: int | None = None
     image_size: int = 64
     feature_net: str | None = None  # None = assets/eval/rs-feature-net
+    # classifier of text faithfulness; None = assets/eval/rs-classifier-robust when shipped, else the feature net
+    text_classifier: str | None = None
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth for standard FID/KID/IS
     gsd_predictor: str | None = None  # None = assets/eval/gsd-predictor
     max_generated: int | None = None
@@ -305,9 +307,30 @@ def _captioner_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) 
         report["not_measured"].append(f"captioner as judge: {e}")
 
 
+def _text_classifier(config: EvaluateConfig) -> tuple[Any, str, float | None] | None:
+    """(model, description, real val accuracy) of the text-faithfulness classifier, or None to use the
+    feature network's own logits (no robust classifier given or shipped)."""
+    from rsgen.eval.feature_net import DEFAULT_TEXT_CLASSIFIER_DIR, load_feature_net, read_training_summary
+
+    path = Path(config.text_classifier) if config.text_classifier else DEFAULT_TEXT_CLASSIFIER_DIR
+    if not (path / "config.json").is_file():
+        if config.text_classifier:
+            raise RsgenError(f"text_classifier={path}: no RS classifier there (config.json + safetensors)")
+        return None
+    summary = read_training_summary(path)
+    acc = summary.get("val_accuracy")
+    degraded = summary.get("val_accuracy_degraded") or {}
+    blur = degraded.get("blur_sigma_0.8")
+    text = (
+        f"degradation-robust RS classifier ({path.name}, EuroSAT val accuracy {acc:.3f}" if acc else path.name
+    )
+    text += f", {blur:.3f} at blur sigma 0.8)" if blur is not None else ")"
+    return load_feature_net(path), text, acc
+
+
 def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateConfig | None = None) -> dict:
     """Evaluate a folder of generated images against the reference set; write report.md/json + plots."""
-    from rsgen.eval.feature_net import load_feature_net, read_training_summary
+    from rsgen.eval.feature_net import load_feature_net, predict_logits, read_training_summary
     from rsgen.eval.reference_data import load_reference
     from rsgen.eval.report import plot_metric_curve, plot_per_class, sample_grid, write_report
     from rsgen.eval.text_faithfulness import requested_classes, text_faithfulness
@@ -370,7 +393,20 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     if any(r is not None for r in requested):
         pred = gen_l.argmax(1).numpy()
         text = text_faithfulness(pred, requested, class_names, real_acc)
-        report["text_faithfulness"] = text.to_dict()
+        judge = _text_classifier(config)
+        if judge is not None and tuple(judge[0].config.class_names) != class_names:
+            report["warnings"].append(
+                f"text classifier {judge[1]} has other classes: the feature network is used"
+            )
+            judge = None
+        if judge is not None:  # the degradation-robust classifier reads classes, not sharpness
+            plain = {"classifier": rs.description, "accuracy": text.accuracy, "real_accuracy": real_acc}
+            report["text_faithfulness_feature_net"] = plain
+            model, description, judge_real_acc = judge
+            pred = predict_logits(model, gen.images).argmax(1).numpy()
+            text = text_faithfulness(pred, requested, class_names, judge_real_acc)
+            real_acc = judge_real_acc
+        report["text_faithfulness"] = {**text.to_dict(), "classifier": judge[1] if judge else rs.description}
         plot_per_class(text.per_class, real_acc, text.chance, out / "per_class_accuracy.png")
         report["plots"].append("per_class_accuracy.png")
     else:

@@ -153,13 +153,22 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"Accuracy {_fmt(text['accuracy'])} on {text['num_scored']} images "
             f"(real EuroSAT val: {_fmt(text['real_accuracy'])}, chance {_fmt(text['chance'])}); "
-            f"{text['num_unlabelled']} images had no recognisable class and were not scored.",
+            f"{text['num_unlabelled']} images had no recognisable class and were not scored. "
+            f"Classifier: {text.get('classifier', 'RS feature network')}.",
             "",
             "| class | n | accuracy |",
             "|---|---|---|",
         ]
         lines += [f"| {c} | {text['count_per_class'][c]} | {_fmt(a)} |" for c, a in text["per_class"].items()]
         lines += [""]
+        plain = report.get("text_faithfulness_feature_net")
+        if plain:
+            lines += [
+                f"With the plain feature network ({plain['classifier']}) instead: accuracy "
+                f"{_fmt(plain['accuracy'])} (real {_fmt(plain['real_accuracy'])}); it is sensitive to blur and "
+                "noise, so it also scores the decoder's sharpness.",
+                "",
+            ]
     for m in report.get("metadata_faithfulness", []):
         lines += [
             f"## Metadata faithfulness: {m['field']}",
