@@ -463,7 +463,7 @@ def read_geotiff_metadata(path: str | Path) -> tuple[Metadata, dict[str, str]]:
         except MetadataError:
             pass
     if crs is not None and not transform.is_identity:
-        lat, lon, gsd, how = _georeference_facts(crs, transform, width, height)
+        lat, lon, gsd, how = georeference_facts(crs, transform, width, height)
         fields.update(lat=lat, lon=lon, gsd_m=gsd)
         sources.update(lat="CRS + transform", lon="CRS + transform", gsd_m=how)
 
@@ -510,7 +510,7 @@ def metres_per_degree(lat: float) -> tuple[float, float]:
     return math.radians(1) * n * math.cos(phi), math.radians(1) * m
 
 
-def _georeference_facts(crs: Any, transform: Any, width: int, height: int) -> tuple[float, float, float, str]:
+def georeference_facts(crs: Any, transform: Any, width: int, height: int) -> tuple[float, float, float, str]:
     """(centre lat, centre lon, GSD in metres, how the GSD was found) of a georeferenced grid."""
     from rasterio.warp import transform as warp_transform
 

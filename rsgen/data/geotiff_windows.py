@@ -17,7 +17,7 @@ from typing import Any
 from rsgen.data.images import SampleError
 from rsgen.data.readers import Reader, dropped
 from rsgen.errors import DataError, GeoTiffError, MetadataError
-from rsgen.metadata import Metadata, _georeference_facts, read_geotiff_metadata
+from rsgen.metadata import Metadata, georeference_facts, read_geotiff_metadata
 
 
 class GeoTiffWindowReader(Reader):
@@ -118,7 +118,7 @@ class GeoTiffWindowReader(Reader):
                 for col in range(0, width - win + 1, step):
                     meta = meta0
                     if georeferenced:
-                        lat, lon, gsd, _ = _georeference_facts(
+                        lat, lon, gsd, _ = georeference_facts(
                             crs, window_transform(Window(col, row, win, win), transform), win, win
                         )
                         meta = meta.merged_with(Metadata(gsd_m=gsd * win / self.size, lat=lat, lon=lon))
