@@ -116,12 +116,18 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
     ).config.in_channels == 4 + low_res_channels(2, 4)
     assert MetadataEmbedding.from_pretrained(sr.model_dir / "metadata_embedding").config.use_noise_level
     cn = train(
-        tiny_config(tmp_path / "cn", "controlnet", max_steps=2, init_from=str(base.model_dir)),
+        tiny_config(
+            tmp_path / "cn", "controlnet", max_steps=2, sample_every=2, init_from=str(base.model_dir)
+        ),
         ds,
         progress=False,
     )
     assert (cn.model_dir / "controlnet" / "config.json").is_file()
     assert len(cn.losses) == 2
+    from PIL import Image
+
+    preview = Image.open(tmp_path / "cn" / "samples" / "step-0000002.png")  # conditions above samples
+    assert preview.height > 2 * 32 and preview.width > 32
 
     # decoder-only fine-tuning: encoder, quant_conv and the latent scale stay exactly as they were
     dec = train(

@@ -312,8 +312,13 @@ class DiffusionTask(TrainTask):
     def preview_kwargs(self) -> dict[str, Any]:
         return {}
 
-    @torch.no_grad()
     def preview(self, path: Path, generator_seed: int) -> Path | None:
+        images = self.preview_images(generator_seed)
+        return None if images is None else _write_grid(path, images, nrow=len(images))
+
+    @torch.no_grad()
+    def preview_images(self, generator_seed: int) -> torch.Tensor | None:
+        """Images (N, 3, H, W) in [-1, 1] generated from the sample prompts with the current weights."""
         try:
             from rsgen.pipelines import RSGenPipeline
         except ImportError:
@@ -340,7 +345,7 @@ class DiffusionTask(TrainTask):
         finally:
             for m, mode in zip(self.trainable.values(), was_training, strict=True):
                 m.train(mode)
-        return _write_grid(path, out.images * 2 - 1, nrow=len(prompts))
+        return out.images * 2 - 1  # (N, 3, H, W)
 
 
 class SuperResolutionTask(DiffusionTask):
@@ -488,6 +493,7 @@ class ControlNetTask(DiffusionTask):
         self.controlnet.requires_grad_(True)
         self.components["controlnet"] = self.controlnet
         self.trainable = {"controlnet": self.controlnet}
+        self.preview_conditions: torch.Tensor | None = None  # (k, 3, S, S) uint8, from the first batch
 
     def _build_denoiser(self, text_dim: int) -> tuple[nn.Module, MetadataEmbedding]:
         src = str(self.cfg.init_from)
@@ -558,13 +564,29 @@ class ControlNetTask(DiffusionTask):
         self, batch: dict[str, Any], latent_hw: tuple[int, int], generator: torch.Generator
     ) -> dict:
         cond = batch["condition"] if "condition" in batch else self.condition_images(batch)
+        if self.preview_conditions is None:  # fixed conditions for the sample previews
+            k = len(self.cfg.sample_prompts)
+            self.preview_conditions = cond[torch.arange(k) % len(cond)].detach().cpu()  # (k, 3, S, S) uint8
         return {"condition": cond.to(self.device).float() / 255.0}
 
     def controls(self, extra: dict) -> tuple[list[ControlNetModel], list[torch.Tensor]]:
         return [self.controlnet], [extra["condition"]]
 
+    def preview_kwargs(self) -> dict[str, Any]:
+        from rsgen.pipelines.pipeline import ControlInput
+
+        image = self.preview_conditions.to(self.device).float() / 255.0  # (k, 3, S, S) in [0, 1]
+        return {"controls": [ControlInput(image=image, controlnet=self.controlnet, kind=self.condition.name)]}
+
     def preview(self, path: Path, generator_seed: int) -> Path | None:
-        return None  # condition previews need condition images: rsgen generate --control does this
+        """Sample grid: the conditions of the first training batch above the images generated from them."""
+        if self.preview_conditions is None:
+            return None
+        images = self.preview_images(generator_seed)  # (k, 3, S, S) in [-1, 1]
+        if images is None:
+            return None
+        conditions = self.preview_conditions.float() / 127.5 - 1  # (k, 3, S, S)
+        return _write_grid(path, torch.cat([conditions, images.cpu()]), nrow=len(images))
 
 
 def _write_grid(path: Path, images: torch.Tensor, nrow: int) -> Path:
