@@ -128,3 +128,14 @@ def test_unknown_style_is_a_config_error():
 
     with pytest.raises(ConfigError, match="style"):
         MetadataEmbedding(embed_dim=64, style="bogus")
+
+
+def test_parameters_a_style_never_uses_are_frozen_and_sr_noise_level_works():
+    values, present = encode_metadata(METAS)
+    assert not any(p.requires_grad for p in MetadataEmbedding(embed_dim=64, style="none").parameters())
+    sat = MetadataEmbedding(embed_dim=64, hidden_dim=32, style="diffusionsat", use_noise_level=True)
+    assert not sat.missing.requires_grad and sat.proj_out.weight.requires_grad
+    out = _perturbed(sat)(values, present, noise_level=torch.tensor([0, 100, 500]))  # (3, 64)
+    assert out.shape == (3, 64) and torch.isfinite(out).all()
+    out.sum().backward()  # every trainable parameter of the style gets a gradient
+    assert all(p.grad is not None for p in sat.parameters() if p.requires_grad)

@@ -84,8 +84,8 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             feats = [w * hidden_dim for w in self.field_widths]
         else:
             feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
-        if use_noise_level:
-            feats.append(2 * num_frequencies + 1)
+        if use_noise_level:  # one more column, embedded like the values
+            feats.append(hidden_dim if style == "diffusionsat" else 2 * num_frequencies + 1)
         self.field_mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(f, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
             for f in feats
@@ -96,6 +96,12 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         summed = style == "diffusionsat"  # DiffusionSat adds the field embeddings instead of concatenating
         self.proj_out = nn.Linear((1 if summed else len(feats)) * hidden_dim, embed_dim)
         self.initialize_weights()
+        # Parameters a style never uses stay in the state dict (one layout for every style) but are frozen, so
+        # that optimizers, EMA and multi-process training see only what the output depends on.
+        if style == "none":
+            self.requires_grad_(False)
+        elif style == "diffusionsat":
+            self.missing.requires_grad_(False)
 
     def initialize_weights(self) -> None:
         """Zero the output projection so that the embedding adds exactly nothing at initialisation."""
