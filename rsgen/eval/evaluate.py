@@ -44,9 +44,8 @@ class EvaluateConfig:
     clip_model: str | None = None  # local transformers CLIP folder for the standard CLIP score
     clip_real_images: int = 500
     metadata_real_images: int = 400
-    captioner: str | None = (
-        None  # trained captioner folder (eval/caption_judge.py train): "Captioner as judge"
-    )
+    # trained captioner folder (eval/caption_judge.py train) for the "Captioner as judge" section
+    captioner: str | None = None
     captioner_real_images: int = 500  # real EuroSAT val images captioned beside the generated ones
     # Control faithfulness (records with "conditions"): mask type -> segmenter "module:function" / "file.py:fn".
     segmenters: dict[str, str] = field(default_factory=dict)
@@ -361,7 +360,7 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
         "plots": [],
     }
     all_f, all_l = extract_features(rs, everything.images, progress=True)
-    main_idx = [i for i, smp in enumerate(everything.samples) if not smp.extra.get("sweep")]
+    main_idx = everything.main_index()  # the rows of `gen`
     gen_f, gen_l = all_f[main_idx], all_l[main_idx]
     ref_f, ref_l = extract_features(rs, ref.images, progress=True)
     report["distribution"].append(

@@ -73,10 +73,14 @@ class GeneratedSet:
         index = np.asarray(index, dtype=np.int64)
         return GeneratedSet(self.images[index], [self.samples[i] for i in index], self.root)
 
+    def main_index(self) -> list[int]:
+        """Indexes of the main set: not the extra images of guidance / steps sweeps (records with a ``sweep``
+        key naming what was swept), so that the headline metrics use one sampling setting."""
+        return [i for i, s in enumerate(self.samples) if not s.extra.get("sweep")]
+
     def main(self) -> GeneratedSet:
-        """The main set: without the extra images of guidance / steps sweeps (records with a ``sweep`` key
-        naming what was swept), so that the headline metrics use one sampling setting."""
-        keep = [i for i, s in enumerate(self.samples) if not s.extra.get("sweep")]
+        """The main set (see :meth:`main_index`)."""
+        keep = self.main_index()
         if len(keep) == len(self.samples):
             return self
         return GeneratedSet(self.images[keep], [self.samples[i] for i in keep], self.root, self.skipped)
