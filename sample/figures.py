@@ -14,9 +14,10 @@ from pathlib import Path
 from rsgen.errors import RsgenError
 from rsgen.eval.evaluate import class_prompt
 from rsgen.eval.reference_data import EUROSAT_CLASSES
+from rsgen.io import write_png
 from rsgen.metadata import Metadata
 from rsgen.pipelines.default import load_pipeline
-from rsgen.pipelines.figures import class_grid, whatif_strip, write_figure
+from rsgen.pipelines.figures import class_grid, whatif_strip
 
 
 def main() -> int:
@@ -51,7 +52,7 @@ def main() -> int:
             steps=args.steps,
             guidance=args.guidance,
         )
-        print(write_figure(args.out / f"{args.tag}-classes.png", grid))
+        print(write_png(args.out / f"{args.tag}-classes.png", grid))
         for field, values in (("year", args.years), ("gsd", args.gsds)):
             strip = whatif_strip(
                 pipe,
@@ -63,7 +64,7 @@ def main() -> int:
                 steps=args.steps,
                 guidance=args.guidance,
             )
-            print(write_figure(args.out / f"{args.tag}-whatif-{field}.png", strip))
+            print(write_png(args.out / f"{args.tag}-whatif-{field}.png", strip))
     except RsgenError as e:
         print(f"error: {e}")
         return 2

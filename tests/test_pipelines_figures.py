@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pipelines_tiny import tiny_pipeline  # noqa: E402
 
 from rsgen.errors import ConfigError  # noqa: E402
+from rsgen.io import write_png  # noqa: E402
 from rsgen.metadata import Metadata  # noqa: E402
-from rsgen.pipelines.figures import class_grid, whatif_strip, write_figure  # noqa: E402
+from rsgen.pipelines.figures import class_grid, whatif_strip  # noqa: E402
 from rsgen.pipelines.whatif import run_whatif  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def test_class_grid_and_whatif_strip(tmp_path):
         pipe, "a forest", Metadata(gsd_m=10, date="2015-07-01"), "year", ["2000", "2020"], steps=2, cell=32
     )
     assert strip.shape == (32 + 18, 2 * 32, 3)
-    assert write_figure(tmp_path / "f.png", strip).is_file()
+    assert write_png(tmp_path / "f.png", strip).is_file()
 
 
 def test_text_sweep_uses_the_same_noise_and_changes_only_the_field():

@@ -4,11 +4,9 @@ strips (the same seed while one metadata field changes). Scripts: ``sample/figur
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from rsgen.io import write_png
 from rsgen.metadata import Metadata
 from rsgen.pipelines.pipeline import RSGenPipeline
 from rsgen.pipelines.whatif import labelled_grid, run_whatif
@@ -71,11 +69,4 @@ def whatif_strip(
     return labelled_grid(result.images, [v.label for v in result.variants], cell=cell, ncols=len(values))
 
 
-def write_figure(path: str | Path, grid: np.ndarray) -> Path:
-    """Write a figure atomically as PNG."""
-    path = Path(path)
-    write_png(path, grid)
-    return path
-
-
-__all__ = ["class_grid", "whatif_strip", "write_figure"]
+__all__ = ["class_grid", "whatif_strip"]
