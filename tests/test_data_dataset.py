@@ -78,5 +78,15 @@ def test_split_and_bad_arguments(manifest):
     assert len(ImageCaptionDataset(recs, split=None, image_size=48, allow_upsampling=False)) == 6
     with pytest.raises(DataError, match="split"):
         ImageCaptionDataset(manifest, split="training")
+
+
+def test_upsampled_images_keep_their_effective_gsd(manifest):
+    """48 px at 10 m shown at 64 px holds 10 m detail: its GSD stays 10 m (not 7.5 m); shown at 32 px, 15 m."""
+    up = ImageCaptionDataset(manifest, split="train", image_size=64)
+    assert up[0]["pixel_values"].shape == (3, 64, 64)
+    assert up[0]["metadata"].gsd_m == pytest.approx(10.0)
+    assert ImageCaptionDataset(manifest, split="train", image_size=32)[0]["metadata"].gsd_m == pytest.approx(
+        15.0
+    )
     with pytest.raises(DataError, match="no such file"):
         ImageCaptionDataset(manifest.parent / "nope.jsonl")

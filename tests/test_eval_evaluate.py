@@ -123,11 +123,18 @@ def test_generate_from_saved_model(tmp_path) -> None:
     assert data.samples[0].prompt.startswith("a satellite image of")
     assert sorted(data.group_by("guidance_scale")) == [1.0, 5.0]
     assert data.samples[0].extra["seed"] == 0 and data.samples[2].extra["seed"] == 2
-    main = data.main()  # the sweep image is kept out of the headline metrics
-    assert len(main) == 3 and data.samples[3].extra["sweep"] == "guidance_scale"
+    main_set = data.main()  # the sweep image is kept out of the headline metrics
+    assert len(main_set) == 3 and data.samples[3].extra["sweep"] == "guidance_scale"
     report = evaluate_folder(folder, tmp_path / "out", EvaluateConfig(image_size=32, reference=str(folder)))
     assert report["distribution"][0]["num_generated"] == 3
     assert report["sweeps"][0]["n"] == [1, 1]  # every sweep point uses the same number of images
+
+    # The CLI's --generate-only writes the same set and stops (no evaluation networks needed).
+    out = tmp_path / "cli"
+    args = ["evaluate", "--model", str(tmp_path / "model"), "--out", str(out), "--generate-only"]
+    assert main([*args, "num_images=2", "num_inference_steps=2", "batch_size=2"]) == 0
+    assert len(load_generated_set(out / "generated", size=32)) == 2 and not (out / "report.md").exists()
+    assert main(["evaluate", "--images", str(folder), "--out", str(out), "--generate-only"]) == 2
 
 
 def test_text_faithfulness_uses_the_robust_classifier_when_given(setup, tmp_path) -> None:

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-images", type=int, help="with --model: how many images to generate")
     p.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="with --model: only write the generated set to OUT/generated (e.g. on a GPU machine without the "
+        "evaluation networks); evaluate it later with --images OUT/generated",
+    )
+    p.add_argument(
         "overrides",
         nargs="*",
         help="config overrides key=value, e.g. max_reference=1000, "
@@ -80,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(EvaluateConfig, args.config, overrides, subdir="eval")
     if config.max_generated is not None and config.max_generated < 1:
         raise ConfigError(f"--max-generated {config.max_generated}: expected a positive number")
+    if args.generate_only and args.model is None:
+        raise ConfigError("--generate-only needs --model")
     if args.model is not None:
         folder = generate_class_prompt_set(args.model, args.out / "generated", config)
+        if args.generate_only:
+            print(f"generated set: {folder}")
+            return 0
         report = evaluate_folder(folder, args.out, config)
     else:
         report = evaluate_folder(args.images, args.out, config)

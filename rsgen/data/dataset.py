@@ -172,7 +172,10 @@ class ImageCaptionDataset(Dataset):
         else:
             pixels, scale = crop_resize(loaded.array, *self.buckets[self.bucket_of(rec)])
         meta = record_metadata(rec)
-        if meta.gsd_m is not None and scale != 1.0:
+        if meta.gsd_m is not None and scale > 1.0:
+            # Shown smaller than stored: each pixel covers more ground. Shown larger (upsampled), the image holds
+            # no finer detail than its source, so its *effective* GSD stays the source's (a 16 px 40 m copy
+            # shown at 64 px is a 40 m image, not a 10 m one): the GSD the model learns is what it looks like.
             meta = meta.replace(gsd_m=meta.gsd_m * scale)
         captions = rec.get("captions") or [""]
         if self.random_caption and len(captions) > 1:

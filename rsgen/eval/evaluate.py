@@ -88,6 +88,10 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     if not (Path(model_dir) / "model_index.json").is_file():
         raise RsgenError(f"--model {model_dir}: not a saved rsgen model (no model_index.json)")
     pipe = RSGenPipeline.from_pretrained(str(model_dir))
+    import torch
+
+    if torch.cuda.is_available():  # per-image seeds keep the set reproducible on either device
+        pipe.to("cuda")
     pipe.set_progress_bar_config(disable=True)
     runs = [(config.num_images, config.guidance_scale, config.num_inference_steps, None)]
     runs += [

@@ -25,7 +25,8 @@ Mode = Literal["vae", "base", "controlnet", "sr"]
 class DataConfig:
     """manifest: JSONL written by ``rsgen curate``; image_size: pixel side given to the model (for ``sr``:
     the high-res output side). cache_latents: encode each image once with the frozen VAE and train on the
-    cache (``cache_dir`` defaults to ``<output_dir>/latent-cache``)."""
+    cache (``cache_dir`` defaults to ``<output_dir>/latent-cache``). cache_only: train from a complete latent
+    cache alone, with no manifest or images (a remote GPU run, see :mod:`rsgen.training.remote_bundle`)."""
 
     manifest: str | None = None
     split: str = "train"
@@ -38,6 +39,7 @@ class DataConfig:
     num_workers: int = 0
     cache_latents: bool = True
     cache_dir: str | None = None
+    cache_only: bool = False
     limit: int | None = None  # use only the first N samples (smoke tests)
     # Size bucketing (rsgen.training.bucketing): each image is shown at the (height, width) bucket closest to
     # its aspect ratio and every batch holds one bucket. buckets: explicit [height, width] shapes (multiples of

@@ -8,6 +8,7 @@ the model (EMA weights) as a pipeline folder in ``<output_dir>/model``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -90,12 +91,25 @@ def _collate_images(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _training_data(
-    cfg: TrainConfig, task: TrainTask, raw: Dataset, accelerator: Accelerator
+    cfg: TrainConfig, task: TrainTask, raw: Dataset | None, accelerator: Accelerator
 ) -> tuple[Dataset, Any]:
-    """(dataset, collate): the latent cache when the task uses one (built once, by the main process)."""
+    """(dataset, collate): the latent cache when the task uses one (built once, by the main process); with
+    ``raw`` None (``data.cache_only``) the existing cache alone."""
+    cache_dir = Path(cfg.data.cache_dir or cfg.output_path / "latent-cache")
+    if raw is None:  # data.cache_only
+        info = cache_dir / "cache.json"
+        if (
+            not task.uses_latent_cache
+            or not info.is_file()
+            or not json.loads(info.read_text()).get("complete")
+        ):
+            raise ConfigError(
+                f"data.cache_only needs a complete latent cache in {cache_dir} (cache.json) and a mode that "
+                "trains on latents"
+            )
+        return CachedLatentDataset(cache_dir, cfg.data.random_caption, cfg.seed), collate_cached
     if not task.uses_latent_cache:
         return raw, _collate_images
-    cache_dir = Path(cfg.data.cache_dir or cfg.output_path / "latent-cache")
     vae_src = cfg.vae.pretrained or cfg.init_from or f"random-init-seed-{cfg.seed}"
     fingerprint = cache_fingerprint(
         {
@@ -169,7 +183,7 @@ def train(
         project_dir=str(out),
     )
     device = accelerator.device
-    raw = dataset if dataset is not None else build_dataset(cfg)
+    raw = dataset if dataset is not None else (None if cfg.data.cache_only else build_dataset(cfg))
     torch.manual_seed(cfg.seed)  # model initialisation
     task = make_task(cfg, device)
     if cfg.data.bucketing and getattr(raw, "buckets", None) and hasattr(task, "vae"):

@@ -1,0 +1,90 @@
+"""The remote-GPU bundle: quantized latents and the cut-vocabulary int8 text encoder restore to a cache and a
+model folder that ``rsgen train --set data.cache_only=true`` trains from, with no manifest or images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # noqa: E402, F401
+
+from rsgen.errors import ConfigError  # noqa: E402
+from rsgen.models.text import load_text_encoder  # noqa: E402
+from rsgen.training import train  # noqa: E402
+from rsgen.training.remote_bundle import (  # noqa: E402
+    cache_texts,
+    dequantize_mean,
+    pack,
+    quantize_mean,
+    unpack,
+)
+
+
+def test_quantized_mean_is_within_half_a_step():
+    mean = torch.randn(5, 4, 8, 8) * torch.tensor([0.5, 1.0, 2.0, 4.0])[None, :, None, None]
+    q = quantize_mean(mean)
+    assert q["codes"].dtype == torch.uint8 and q["lo"].shape == (5, 4)
+    err = (dequantize_mean(q["codes"], q["lo"], q["step"]) - mean).abs()  # (5, 4, 8, 8)
+    assert (err <= q["step"][..., None, None] / 2 + 1e-6).all()
+    assert err.max() > 0  # it is a real quantization, not a copy
+
+
+def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
+    first = tmp_path / "first"
+    train(tiny_config(first, max_steps=1), FakeImageCaptionDataset(12, 32), progress=False)
+    cache = first / "latent-cache"
+    keep = np.ones(12, bool)
+    keep[[3, 7]] = False
+    facts = pack(cache, tmp_path / "bundle", extra_texts=["a preview prompt about wetlands"], keep=keep)
+    assert facts["samples"] == 10
+    te = facts["text_encoder"]
+    assert te["vocab_kept"] < 200 and te["token_cosine_mean"] > 0.999
+    assert not (tmp_path / "bundle" / "text-encoder" / "model.safetensors").exists()  # packed weights only
+
+    out = tmp_path / "remote"
+    assert unpack(tmp_path / "bundle", out)["unpacked_samples"] == 10
+    original = load_file(str(next(cache.glob("shard-*.safetensors"))))
+    restored = load_file(str(next((out / "latent-cache").glob("shard-*.safetensors"))))
+    idx = torch.from_numpy(np.flatnonzero(keep))
+    span = original["mean"][idx].float().amax(dim=(2, 3)) - original["mean"][idx].float().amin(dim=(2, 3))
+    err = (restored["mean"].float() - original["mean"][idx].float()).abs().amax(dim=(2, 3))  # (N, C)
+    assert (err <= span / 510 + 2e-3).all()
+    assert restored["std"].shape == restored["mean"].shape
+    assert set(cache_texts(out / "latent-cache")) <= set(cache_texts(cache))
+
+    # The cut vocabulary tokenizes every packed text into the same pieces as the original.
+    tok, _ = load_text_encoder(None)
+    tok2, _ = load_text_encoder(out / "text-encoder")
+    vocab = (out / "text-encoder" / "vocab.txt").read_text().splitlines()
+    for text in cache_texts(out / "latent-cache") + ["a preview prompt about wetlands"]:
+        assert [vocab[i] for i in tok2(text)["input_ids"]] == tok.convert_ids_to_tokens(
+            tok(text)["input_ids"]
+        )
+
+    cfg = tiny_config(
+        tmp_path / "run",
+        max_steps=2,
+        **{
+            "data.cache_only": "true",
+            "data.cache_dir": str(out / "latent-cache"),
+            "text.encoder": str(out / "text-encoder"),
+        },
+    )
+    result = train(cfg, progress=False)
+    assert result.step == 2 and (result.model_dir / "unet").is_dir()
+    assert json.loads((out / "latent-cache" / "cache.json").read_text())["num_samples"] == 10
+
+
+def test_cache_only_without_a_cache_is_a_clear_error(tmp_path):
+    cfg = tiny_config(
+        tmp_path, max_steps=1, **{"data.cache_only": "true", "data.cache_dir": str(tmp_path / "x")}
+    )
+    with pytest.raises(ConfigError, match="cache_only"):
+        train(cfg, progress=False)
