@@ -123,6 +123,7 @@ def test_generate_from_saved_model(tmp_path) -> None:
     assert data.samples[0].prompt.startswith("a satellite image of")
     assert sorted(data.group_by("guidance_scale")) == [1.0, 5.0]
     assert data.samples[0].extra["seed"] == 0 and data.samples[2].extra["seed"] == 2
+    assert data.samples[0].extra["guidance_meta"] == 1.0
     main_set = data.main()  # the sweep image is kept out of the headline metrics
     assert len(main_set) == 3 and data.samples[3].extra["sweep"] == "guidance_scale"
     report = evaluate_folder(folder, tmp_path / "out", EvaluateConfig(image_size=32, reference=str(folder)))

@@ -23,6 +23,7 @@ from rsgen.training.remote_bundle import (  # noqa: E402
     dequantize_mean,
     pack,
     quantize_mean,
+    subsample_mask,
     unpack,
 )
 
@@ -58,6 +59,14 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
     assert (err <= span / 510 + 2e-3).all()
     assert restored["std"].shape == restored["mean"].shape
     assert set(cache_texts(out / "latent-cache")) <= set(cache_texts(cache))
+
+    # subsample_mask keeps a fraction of one (sensor, GSD) group and every sample of the others.
+    rows = [
+        json.loads(r) for p in sorted(cache.glob("shard-*.jsonl")) for r in p.read_text().splitlines() if r
+    ]
+    gsds = [r["metadata"].get("gsd_m") for r in rows]
+    mask = subsample_mask(cache, {("None", 10.0): 0.0})
+    assert [not m for m in mask] == [g is not None and round(g, 1) == 10.0 for g in gsds]
 
     # The cut vocabulary tokenizes every packed text into the same pieces as the original.
     tok, _ = load_text_encoder(None)

@@ -54,6 +54,7 @@ class EvaluateConfig:
     num_images: int = 2000
     num_inference_steps: int = 30
     guidance_scale: float = 5.0
+    guidance_meta: float = 1.0  # metadata guidance scale (1 = none; >1 pushes the metadata's effect further)
     gsd_choices: tuple[float, ...] = (10.0,)
     guidance_sweep: tuple[float, ...] = ()  # extra images at each guidance scale (FID_RS vs guidance plot)
     steps_sweep: tuple[int, ...] = ()  # extra images at each number of steps (FID_RS vs steps plot)
@@ -113,6 +114,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
                 n=1,
                 num_inference_steps=steps,
                 guidance_text=guidance,
+                guidance_meta=config.guidance_meta,
                 seed=seeds,
                 output_type="np",
                 progress=False,
@@ -127,6 +129,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
                         "metadata": metas[j].to_dict(),
                         "seed": seeds[j],
                         "guidance_scale": guidance,
+                        "guidance_meta": config.guidance_meta,
                         "steps": steps,
                         "sweep": swept,  # None: the main set; else the swept setting
                     }
