@@ -161,3 +161,41 @@ def test_text_faithfulness_uses_the_robust_classifier_when_given(setup, tmp_path
         evaluate_folder(
             gen, tmp_path / "out2", dataclasses.replace(cfg, text_classifier=str(tmp_path / "none"))
         )
+
+
+def test_metadata_section_reports_the_vae_ceiling(tmp_path) -> None:
+    """With ``vae`` set, the real held-out images are also scored after that VAE's round trip."""
+    import dataclasses
+
+    from pipelines_tiny import tiny_pipeline
+
+    from rsgen.eval.evaluate import MetadataPredictorSpec, _metadata_section
+    from rsgen.eval.gsd_predictor import gsd_faithfulness, log2_errors
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    gen = load_generated_set(
+        write_generated_set(tmp_path / "g", smooth_images(4), [{"metadata": {"gsd_m": 10.0}}] * 4), size=32
+    )
+    real = smooth_images(6, seed=9)
+
+    def brightness_gsd(_model, images):  # a stand-in predictor: brighter reads coarser
+        return 5.0 + np.asarray(images, dtype=np.float64).mean(axis=(1, 2, 3)) / 8.0
+
+    spec = MetadataPredictorSpec(
+        "gsd_m",
+        lambda s: s.metadata.gsd_m,
+        lambda: None,
+        brightness_gsd,
+        lambda n: (real[:n], np.full(min(n, len(real)), 10.0)),
+        log2_errors,
+        gsd_faithfulness,
+        True,
+    )
+    cfg = EvaluateConfig(image_size=32, metadata_real_images=6)
+    for vae, expect in ((None, False), (str(tmp_path / "model"), True)):
+        report: dict = {"metadata_faithfulness": [], "not_measured": [], "plots": []}
+        _metadata_section(spec, gen, dataclasses.replace(cfg, vae=vae), report, tmp_path)
+        m = report["metadata_faithfulness"][0]
+        assert (m["real_through_vae"] is not None) == expect
+        if expect:  # a random tiny VAE changes the images, so the ceiling differs from the real error
+            assert np.isfinite(m["real_through_vae"]) and m["real_through_vae"] != m["real"]

@@ -80,3 +80,22 @@ def test_faithfulness_per_requested_gsd_against_real_images_near_it() -> None:
     assert rows[10.0]["real"] == pytest.approx(0.5) and rows[10.0]["num_real"] == 2  # 80 m is not near any
     assert rows[40.0]["real"] == pytest.approx(0.25) and rows[40.0]["num_generated"] == 6
     assert rows[20.0]["shuffled"] > rows[20.0]["generated"]
+
+
+def test_ceiling_reference_is_scored_and_reported() -> None:
+    """Real images through the model's VAE (the decoder's ceiling) get their own overall and per-value error."""
+    from rsgen.eval.report import render_markdown
+
+    requested = np.array([10.0, 40.0] * 4)
+    real_true = np.array([10.0, 10.0, 40.0, 40.0])
+    real_pred = real_true.copy()  # the predictor reads real images perfectly
+    vae_pred = real_true * np.array([2.0, 2.0, 0.5, 0.5])  # the round trip is one octave off everywhere
+    score = gsd_faithfulness(
+        requested, requested, 0.0, real_pairs=(real_pred, real_true), ceiling_pairs=(vae_pred, real_true)
+    )
+    assert score.real_through_vae == pytest.approx(1.0)
+    assert all(row["real_through_vae"] == pytest.approx(1.0) and row["real"] == 0.0 for row in score.by_value)
+    assert gsd_faithfulness(requested, requested).real_through_vae is None
+    md = render_markdown({"metadata_faithfulness": [score.to_dict()], "not_measured": [], "distribution": []})
+    assert "through the model's VAE (the decoder's ceiling) | 1 |" in md
+    assert "| real through the VAE |" in md

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-generated {config.max_generated}: expected a positive number")
     if args.generate_only and args.model is None:
         raise ConfigError("--generate-only needs --model")
+    if args.model is not None and config.vae is None:
+        config = dataclasses.replace(config, vae=str(args.model))
     if args.model is not None:
         folder = generate_class_prompt_set(args.model, args.out / "generated", config)
         if args.generate_only:

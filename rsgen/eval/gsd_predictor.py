@@ -234,6 +234,7 @@ def gsd_faithfulness(
     real_error: float | None = None,
     seed: int = 0,
     real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    ceiling_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetadataFaithfulness:
     """Mean |log2(predicted / requested GSD)| of generated images, shuffled-metadata and real references; per
     requested GSD, the real reference is the real images within a quarter octave of it."""
@@ -246,5 +247,6 @@ def gsd_faithfulness(
         real_error,
         seed,
         real_pairs=real_pairs,
+        ceiling_pairs=ceiling_pairs,
         near=lambda true_m, v: np.abs(np.log2(true_m / v)) <= 0.25,
     )

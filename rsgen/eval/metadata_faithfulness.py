@@ -30,6 +30,8 @@ class MetadataFaithfulness:
     # per requested value (when few distinct values were asked for, e.g. GSD 10 / 20 / 40 m): value -> errors
     # of the generated images asking for it, of the shuffled reference and of real images near that value
     by_value: list[dict] = field(default_factory=list)
+    # the real held-out images after the model's VAE round trip: what a latent model can reach at best
+    real_through_vae: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,12 +49,14 @@ def metadata_faithfulness(
     real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
     near: Callable[[np.ndarray, float], np.ndarray] | None = None,
     max_values: int = 12,
+    ceiling_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetadataFaithfulness:
     """Score ``predicted`` values ``(N,)`` against ``requested`` ``(N,)`` and against shuffled requests.
 
     With at most ``max_values`` distinct requested values, each is also scored on its own; ``real_pairs``
     (real predicted (M,), real true (M,)) and ``near(true_values, value) -> (M,) bool`` then give the real
-    error of the images whose true value is near that value."""
+    error of the images whose true value is near that value. ``ceiling_pairs`` are the same for the real images
+    after the model's VAE round trip (the decoder's ceiling), scored overall and per value alike."""
     predicted, requested = np.asarray(predicted, dtype=np.float64), np.asarray(requested, dtype=np.float64)
     if len(predicted) != len(requested) or len(predicted) == 0:
         raise DataError(
@@ -73,13 +77,16 @@ def metadata_faithfulness(
                 "generated": float(err[sel].mean()),
                 "shuffled": float(shuffled_err[sel].mean()),
                 "real": None,
+                "real_through_vae": None,
                 "num_real": 0,
             }
-            if real_pairs is not None and near is not None:
-                real_pred, real_true = (np.asarray(a, dtype=np.float64) for a in real_pairs)
-                close = near(real_true, float(v))
+            for key, pairs in (("real", real_pairs), ("real_through_vae", ceiling_pairs)):
+                if pairs is None or near is None:
+                    continue
+                pred, true = (np.asarray(a, dtype=np.float64) for a in pairs)
+                close = near(true, float(v))
                 if close.any():
-                    row["real"] = float(error(real_pred[close], real_true[close]).mean())
+                    row[key] = float(error(pred[close], true[close]).mean())
                     row["num_real"] = int(close.sum())
             by_value.append(row)
     return MetadataFaithfulness(
@@ -91,4 +98,7 @@ def metadata_faithfulness(
         len(err),
         float(np.median(err)),
         by_value,
+        float(error(*(np.asarray(a, dtype=np.float64) for a in ceiling_pairs)).mean())
+        if ceiling_pairs
+        else None,
     )

@@ -179,6 +179,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             "| images | error |",
             "|---|---|",
             f"| real held-out (best achievable) | {_fmt(m['real'])} |",
+            *(
+                [f"| real held-out through the model's VAE (the decoder's ceiling) | {_fmt(vae_err)} |"]
+                if (vae_err := m.get("real_through_vae")) is not None
+                else []
+            ),
             f"| generated ({m['num_generated']}) | {_fmt(m['generated'])} |",
             f"| generated, shuffled metadata (no control) | {_fmt(m['shuffled'])} |",
             "",
@@ -188,14 +193,15 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"Per requested {m['field']}: generated / shuffled / real images near that value "
                 f"(their ratio generated / real: within 1.5 is close to the best achievable).",
                 "",
-                "| requested | generated (n) | shuffled | real (n) | generated / real |",
-                "|---|---|---|---|---|",
+                "| requested | generated (n) | shuffled | real (n) | generated / real | real through the VAE |",
+                "|---|---|---|---|---|---|",
             ]
             for row in m["by_value"]:
                 ratio = row["generated"] / row["real"] if row.get("real") else None
                 lines.append(
                     f"| {_fmt(row['value'])} | {_fmt(row['generated'])} ({row['num_generated']}) | "
-                    f"{_fmt(row['shuffled'])} | {_fmt(row['real'])} ({row['num_real']}) | {_fmt(ratio)} |"
+                    f"{_fmt(row['shuffled'])} | {_fmt(row['real'])} ({row['num_real']}) | {_fmt(ratio)} | "
+                    f"{_fmt(row.get('real_through_vae'))} |"
                 )
             lines.append("")
     clips = report.get("clip", [])

@@ -155,6 +155,7 @@ def year_faithfulness(
     real_error: float | None = None,
     seed: int = 0,
     real_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    ceiling_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MetadataFaithfulness:
     """Mean |predicted - requested year| of generated images, with shuffled-metadata and real references; per
     requested year, the real reference is the real images of that year."""
@@ -167,5 +168,6 @@ def year_faithfulness(
         real_error,
         seed,
         real_pairs=real_pairs,
+        ceiling_pairs=ceiling_pairs,
         near=lambda true_year, v: np.abs(true_year - v) < 0.5,
     )
