@@ -189,3 +189,19 @@ def test_errors_exit_2_with_one_line(model, tmp_path, capsys, args, message):
     assert main(["generate", "--model", str(model), "--out", str(tmp_path), "--no-progress", *args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and message in err[0], err
+
+
+def test_default_model_finds_its_canny_controlnet(tmp_path):
+    """Without --model, --control canny=IMG uses the shipped assets/default-model/controlnet-canny."""
+    from rsgen.io import write_png
+    from rsgen.paths import DEFAULT_MODEL_DIR
+
+    if not (DEFAULT_MODEL_DIR / "controlnet-canny" / "config.json").is_file():
+        pytest.skip("no shipped Canny ControlNet")
+    src = tmp_path / "src.png"
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    write_png(src, (((xx // 8 + yy // 8) % 2) * 255).to(torch.uint8)[..., None].expand(64, 64, 3).numpy())
+    args = ["generate", "farmland", "--steps", "1", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main([*args, "--format", "png", "--control", f"canny={src}"]) == 0
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert "rsgen_0000_s0.condition-canny.png" in names and "rsgen_0000_s0.png" in names

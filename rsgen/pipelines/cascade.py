@@ -194,13 +194,17 @@ class Cascade:
         )
 
 
+def stage_model_dir(stage: StageConfig) -> Path:
+    """A stage's model folder (a relative path is relative to the repo root)."""
+    path = Path(stage.model)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def load_stage(stage: StageConfig) -> RSGenPipeline:
     """A stage's pipeline: its model folder, or random weights of ``random_config`` when that is missing."""
     from rsgen.pipelines.default import load_default_pipeline, load_pipeline
 
-    path = Path(stage.model)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
+    path = stage_model_dir(stage)
     if stage.random_config is None:
         pipe = load_pipeline(path)
     else:

@@ -18,6 +18,7 @@ from rsgen import __version__
 from rsgen.errors import ConfigError, DataError, GeoTiffError, MetadataError
 from rsgen.io import GeoReference, write_png
 from rsgen.metadata import Metadata, read_geotiff_metadata
+from rsgen.paths import DEFAULT_MODEL_DIR
 from rsgen.pipelines.output import check_formats, write_image
 from rsgen.pipelines.pipeline import ControlInput, RSGenPipeline, Tiling, images_to_uint8
 from rsgen.pipelines.schedulers import canonical_scheduler_name
@@ -306,6 +307,16 @@ def _settings(
     }
 
 
+def _first_model_dir(cascade: Any, model: str | None) -> Path:
+    """The folder of the model that runs first (where MODEL/controlnet-TYPE is looked for): the cascade's base
+    stage, ``--model``, or the default model."""
+    if cascade is not None:
+        from rsgen.pipelines.cascade import stage_model_dir
+
+        return stage_model_dir(cascade.config.stages[0])
+    return Path(model) if model is not None else DEFAULT_MODEL_DIR
+
+
 def run_generate(req: GenerateRequest) -> list[Path]:
     """Run a generation job; returns every file written."""
     from rsgen.conditions import ControlSpec, parse_control_spec
@@ -355,7 +366,8 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         meta = meta.merged_with(cli_meta)
         meta, georef = output_grid(meta, like_georef, size)
         seed = item.seed if item.seed is not None else s.seed + index
-        controls = build_controls(pipe, specs, size, georef, s.model, req.controlnets) if specs else []
+        base_dir = str(_first_model_dir(cascade, s.model))
+        controls = build_controls(pipe, specs, size, georef, base_dir, req.controlnets) if specs else []
         if scene:
             assert tiling is not None
             written += _scene(
