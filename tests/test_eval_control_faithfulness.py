@@ -173,7 +173,7 @@ def test_evaluate_folder_control_section(tmp_path) -> None:
     assert math.isclose(saved["control_faithfulness"][0]["metrics"]["F1"], canny["metrics"]["F1"])
 
 
-def test_generate_with_control_records_conditions(tmp_path) -> None:
+def test_generate_with_control_records_conditions(tmp_path, monkeypatch) -> None:
     """`rsgen generate --control canny=...` saves the condition beside the image and names it in the sidecar;
     the evaluation reads it back from the sidecar (no generated.jsonl)."""
     from pipelines_tiny import tiny_pipeline
@@ -199,3 +199,8 @@ def test_generate_with_control_records_conditions(tmp_path) -> None:
     results, missing = cf.control_section(data)
     assert results[0]["kind"] == "canny" and results[0]["num_real"] == 2
     assert results[0]["real"]["F1"] > 0.99 and not missing
+    monkeypatch.chdir(tmp_path)  # a folder given relative to the working directory reads the same
+    assert [s.path.name for s in load_generated_set("out", size=32).samples] == [
+        "rsgen_0000_s0.png",
+        "rsgen_0001_s1.png",
+    ]

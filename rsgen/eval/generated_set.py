@@ -136,7 +136,7 @@ def _sample_from_sidecar_or_tags(path: Path) -> GeneratedSample:
     for sidecar in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
         if sidecar.is_file():
             record = json.loads(sidecar.read_text())
-            record.setdefault("path", str(path))
+            record.setdefault("path", path.name)  # relative to the sidecar's folder
             return _record_to_sample(record, path.parent, str(sidecar))
     if path.suffix.lower() in (".tif", ".tiff"):
         from rsgen.io import read_geotiff
