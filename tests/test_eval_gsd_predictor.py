@@ -80,6 +80,7 @@ def test_faithfulness_per_requested_gsd_against_real_images_near_it() -> None:
     assert rows[10.0]["real"] == pytest.approx(0.5) and rows[10.0]["num_real"] == 2  # 80 m is not near any
     assert rows[40.0]["real"] == pytest.approx(0.25) and rows[40.0]["num_generated"] == 6
     assert rows[20.0]["shuffled"] > rows[20.0]["generated"]
+    assert rows[40.0]["median_predicted"] == pytest.approx(80.0) and rows[10.0]["median_predicted"] == 10.0
 
 
 def test_ceiling_reference_is_scored_and_reported() -> None:
@@ -98,4 +99,4 @@ def test_ceiling_reference_is_scored_and_reported() -> None:
     assert gsd_faithfulness(requested, requested).real_through_vae is None
     md = render_markdown({"metadata_faithfulness": [score.to_dict()], "not_measured": [], "distribution": []})
     assert "through the model's VAE (the decoder's ceiling) | 1 |" in md
-    assert "| real through the VAE |" in md
+    assert "| real through the VAE |" in md and "| read as (median) |" in md

@@ -74,6 +74,9 @@ def metadata_faithfulness(
             row = {
                 "value": float(v),
                 "num_generated": int(sel.sum()),
+                # what the images asking for v read as: the same median for every v means no control at all,
+                # however small the error at one value is
+                "median_predicted": float(np.median(predicted[sel])),
                 "generated": float(err[sel].mean()),
                 "shuffled": float(shuffled_err[sel].mean()),
                 "real": None,
