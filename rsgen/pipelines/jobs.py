@@ -360,13 +360,13 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         tiling = Tiling(window=window, overlap=min(s.overlap, window // 2), decode_tile=window)
     written: list[Path] = []
     stem = s.name or "rsgen"
+    base_dir = str(_first_model_dir(cascade, s.model))  # where MODEL/controlnet-TYPE is looked for
     index = 0
     for item in req.prompts:
         meta = like_meta.merged_with(item.metadata) if item.metadata else like_meta
         meta = meta.merged_with(cli_meta)
         meta, georef = output_grid(meta, like_georef, size)
         seed = item.seed if item.seed is not None else s.seed + index
-        base_dir = str(_first_model_dir(cascade, s.model))
         controls = build_controls(pipe, specs, size, georef, base_dir, req.controlnets) if specs else []
         if scene:
             assert tiling is not None

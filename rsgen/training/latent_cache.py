@@ -38,6 +38,12 @@ def cache_fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cache_is_complete(cache_dir: str | Path) -> bool:
+    """Whether ``cache_dir`` holds a finished cache (its ``cache.json`` says ``complete``)."""
+    info = Path(cache_dir) / "cache.json"
+    return info.is_file() and bool(json.loads(info.read_text()).get("complete"))
+
+
 @torch.no_grad()
 def build_latent_cache(
     dataset: Dataset,
@@ -190,4 +196,10 @@ def collate_cached(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CachedLatentDataset", "build_latent_cache", "cache_fingerprint", "collate_cached"]
+__all__ = [
+    "CachedLatentDataset",
+    "build_latent_cache",
+    "cache_fingerprint",
+    "cache_is_complete",
+    "collate_cached",
+]

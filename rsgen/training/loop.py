@@ -8,7 +8,6 @@ the model (EMA weights) as a pipeline folder in ``<output_dir>/model``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -39,6 +38,7 @@ from rsgen.training.latent_cache import (
     CachedLatentDataset,
     build_latent_cache,
     cache_fingerprint,
+    cache_is_complete,
     collate_cached,
 )
 from rsgen.training.sampler import ResumableSampler
@@ -97,12 +97,7 @@ def _training_data(
     ``raw`` None (``data.cache_only``) the existing cache alone."""
     cache_dir = Path(cfg.data.cache_dir or cfg.output_path / "latent-cache")
     if raw is None:  # data.cache_only
-        info = cache_dir / "cache.json"
-        if (
-            not task.uses_latent_cache
-            or not info.is_file()
-            or not json.loads(info.read_text()).get("complete")
-        ):
+        if not task.uses_latent_cache or not cache_is_complete(cache_dir):
             raise ConfigError(
                 f"data.cache_only needs a complete latent cache in {cache_dir} (cache.json) and a mode that "
                 "trains on latents"

@@ -25,7 +25,7 @@ import argparse
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from rsgen.errors import DataError
 from rsgen.io import atomic_path, atomic_write_json
+from rsgen.training.latent_cache import cache_is_complete
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,7 @@ def dequantize_mean(codes: torch.Tensor, lo: torch.Tensor, step: torch.Tensor) -
 
 
 def _shards(cache_dir: Path) -> list[Path]:
-    info = cache_dir / "cache.json"
-    if not info.is_file() or not json.loads(info.read_text()).get("complete"):
+    if not cache_is_complete(cache_dir):
         raise DataError(f"latent cache {cache_dir}: no complete cache (cache.json missing or incomplete)")
     return sorted(cache_dir.glob("shard-*.safetensors"))
 
@@ -116,13 +116,19 @@ def unpack_latent_cache(packed_dir: str | Path, cache_dir: str | Path) -> int:
     return n
 
 
-def cache_texts(cache_dir: str | Path) -> list[str]:
-    """Every caption of a latent cache (its JSONL rows), deduplicated, in first-seen order."""
-    seen: dict[str, None] = {}
+def _cache_rows(cache_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSONL rows of a latent cache (captions, metadata, ...), in shard order."""
     for path in sorted(Path(cache_dir).glob("shard-*.jsonl")):
         for line in path.read_text().splitlines():
             if line:
-                seen.update(dict.fromkeys(json.loads(line)["captions"]))
+                yield json.loads(line)
+
+
+def cache_texts(cache_dir: str | Path) -> list[str]:
+    """Every caption of a latent cache (its JSONL rows), deduplicated, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in _cache_rows(cache_dir):
+        seen.update(dict.fromkeys(row["captions"]))
     return list(seen)
 
 
@@ -140,7 +146,8 @@ def pack_text_encoder(
     tokenizer: Any, model: torch.nn.Module, texts: Sequence[str], out_dir: str | Path, max_length: int = 32
 ) -> dict[str, Any]:
     """Write the cut-vocabulary, int8 copy of a BERT-style encoder (``tokenizer``, ``model``) to ``out_dir``.
-    Returns facts for ``bundle.json`` (vocabulary kept, size, fidelity on a sample of ``texts``)."""
+    Returns facts for ``bundle.json``: vocabulary kept and original, number of texts (:func:`text_fidelity`
+    measures the fidelity)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep = sorted(_token_ids(tokenizer, texts, max_length))  # old ids, ascending: new id = rank
@@ -257,12 +264,7 @@ def subsample_mask(
 ) -> np.ndarray:
     """Boolean mask over a cache's samples (shard order) keeping ``fractions[(sensor, gsd_m)]`` of each such
     group, drawn at random with ``seed``, and every sample of the other groups."""
-    rows = [
-        json.loads(line)["metadata"]
-        for path in sorted(Path(cache_dir).glob("shard-*.jsonl"))
-        for line in path.read_text().splitlines()
-        if line
-    ]
+    rows = [row["metadata"] for row in _cache_rows(cache_dir)]
     rng = np.random.default_rng(seed)
     draws = rng.random(len(rows))
     keep = np.ones(len(rows), bool)
