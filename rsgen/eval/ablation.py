@@ -43,6 +43,9 @@ class AblationConfig:
     latent_cache: str | None = (
         None  # a complete latent cache of the same data + VAE to copy instead of encoding
     )
+    # decode every arm with this VAE (a decoder-only fine-tune of the arms' VAE, e.g. assets/default-model after
+    # a newer decoder stage): it replaces each arm's vae/ before generation; None = the VAE the arms trained with
+    vae: str | None = None
     # evaluation of each arm (rsgen.eval.evaluate.EvaluateConfig fields)
     num_images: int = 300
     gsd_choices: tuple[float, ...] = (10.0, 20.0, 40.0)
@@ -96,8 +99,10 @@ def _copy_latent_cache(cfg: AblationConfig) -> None:
 
 
 def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path) -> dict[str, Any]:
-    """Generate the class-prompt set of one arm (GSDs cycled) and evaluate it; returns report.json's dict."""
+    """Generate the class-prompt set of one arm (GSDs cycled) and evaluate it, with the arm's VAE round trip of
+    real images as the GSD ceiling; returns report.json's dict."""
     from rsgen.eval.evaluate import EvaluateConfig, evaluate_folder, generate_class_prompt_set
+    from rsgen.models.vae import swap_decoder
 
     ecfg = EvaluateConfig(
         num_images=cfg.num_images,
@@ -107,10 +112,13 @@ def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path) -> dict[str, 
         batch_size=cfg.batch_size,
         metadata_real_images=cfg.metadata_real_images,
         seed=cfg.seed,
+        vae=str(model_dir),
     )
     ecfg = dataclasses.replace(ecfg, **cfg.evaluate_overrides)
     folder = Path(cfg.output_dir) / style / "generated"
     if not (folder / "generated.jsonl").is_file():
+        if cfg.vae:
+            swap_decoder(model_dir, cfg.vae)
         generate_class_prompt_set(model_dir, folder, ecfg)
     return evaluate_folder(folder, Path(cfg.output_dir) / style / "eval", ecfg)
 

@@ -29,6 +29,10 @@ class VAEConfig:
     ssim_weight: float = 0.2
     # weight of an L1 loss on horizontal/vertical pixel differences: keeps edges and fine texture sharp
     gradient_weight: float = 0.0
+    # weight of an L1 loss between the log amplitude spectra (2-D FFT) of reconstruction and target: asks for
+    # the right amount of fine texture wherever it sits (phase-free, unlike L1), so that the decoder neither
+    # blurs sharp 10 m detail nor adds texture to smooth 40 m images (the look the GSD of an image is read from)
+    spectral_weight: float = 0.0
     # train the decoder only (encoder, quant_conv and scaling_factor frozen), so that latents cached from this
     # VAE and diffusion models trained on them stay valid while the decoded images get sharper
     train_decoder_only: bool = False
@@ -89,9 +93,10 @@ def vae_loss(
     generator: torch.Generator | None = None,
     gradient_weight: float = 0.0,
     decoder_only: bool = False,
+    spectral_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Training loss of the autoencoder on pixels (B, 3, H, W) in [-1, 1]: L1 + ssim_weight * (1 - SSIM) +
-    gradient_weight * L1(pixel differences) + kl_weight * KL (the KL term is dropped with ``decoder_only``,
+    gradient_weight * L1(pixel differences) + spectral_weight * L1(log amplitude spectra) + kl_weight * KL (the KL term is dropped with ``decoder_only``,
     where the encoder runs without gradients). Returns the loss and its parts for logging."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -110,6 +115,10 @@ def vae_loss(
         grad = F.l1_loss(image_differences(recon), image_differences(target))
         loss = loss + gradient_weight * grad
         parts["grad_l1"] = float(grad.detach())
+    if spectral_weight > 0:
+        spec = F.l1_loss(log_amplitude_spectrum(recon), log_amplitude_spectrum(target))
+        loss = loss + spectral_weight * spec
+        parts["spectral_l1"] = float(spec.detach())
     if not decoder_only:
         kl = posterior.kl().mean()  # summed over latent cells, averaged over the batch
         loss = loss + kl_weight * kl
@@ -124,12 +133,55 @@ def image_differences(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([dx.flatten(2), dy.flatten(2)], dim=2)
 
 
+ENCODER_SIDE = ("encoder.", "quant_conv.")  # what a decoder-only fine-tune leaves untouched
+
+
+def swap_decoder(model_dir: str | Path, vae_source: str | Path) -> Path:
+    """Replace ``model_dir/vae`` with the VAE at ``vae_source`` (a pipeline root or VAE folder), which must be a
+    decoder-only fine-tune of it: the same config, encoder and ``quant_conv`` weights and ``scaling_factor``, so
+    the latents every model in ``model_dir`` was trained on are unchanged. Written atomically; returns the path.
+    Raises :class:`~rsgen.errors.ConfigError` when the encoder sides differ."""
+    import shutil
+
+    from rsgen.errors import ConfigError
+    from rsgen.io import atomic_dir
+
+    old, new = load_vae(model_dir), load_vae(vae_source)
+    if old.config.scaling_factor != new.config.scaling_factor or tuple(
+        old.config.block_out_channels
+    ) != tuple(new.config.block_out_channels):
+        raise ConfigError(f"{vae_source}: VAE shape or scaling_factor differs from {model_dir}/vae")
+    new_state = new.state_dict()
+    for key, value in old.state_dict().items():
+        if key.startswith(ENCODER_SIDE) and not torch.equal(value, new_state[key]):
+            raise ConfigError(
+                f"{vae_source}: its encoder differs from {model_dir}/vae ({key}); only a decoder-only fine-tune "
+                "keeps the latents of the models there valid"
+            )
+    src = Path(vae_source)
+    src = src / "vae" if (src / "vae" / "config.json").is_file() else src
+    dst = Path(model_dir) / "vae"
+    with atomic_dir(dst) as tmp:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+    return dst
+
+
+def log_amplitude_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """``log(1 + |FFT|)`` of (B, C, H, W) images (orthonormal 2-D real FFT per channel) -> (B, C, H, W // 2 + 1).
+    Phase is dropped: two textures of the same grain and contrast match wherever their details sit."""
+    return torch.log1p(torch.fft.rfft2(images.float(), norm="ortho").abs())
+
+
 __all__ = [
     "VAEConfig",
     "build_vae",
     "calibrate_scaling_factor",
     "image_differences",
     "load_vae",
+    "log_amplitude_spectrum",
+    "swap_decoder",
     "make_vae",
     "vae_loss",
     "vae_scale_factor",

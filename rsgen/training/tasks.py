@@ -133,6 +133,7 @@ class VAETask(TrainTask):
             generator,
             gradient_weight=vae_cfg.gradient_weight,
             decoder_only=self.decoder_only,
+            spectral_weight=vae_cfg.spectral_weight,
         )
 
     def export(self, out_dir: Path, info: dict[str, Any]) -> Path:
