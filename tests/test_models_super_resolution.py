@@ -20,6 +20,7 @@ from rsgen.data.dataset import ImageCaptionDataset, collate_samples  # noqa: E40
 from rsgen.errors import ConfigError  # noqa: E402
 from rsgen.metadata import Metadata  # noqa: E402
 from rsgen.models.super_resolution import (  # noqa: E402
+    color_fix,
     degrade,
     fold_low_res,
     low_res_channels,
@@ -105,6 +106,18 @@ def test_sr_stage_trains_and_samples_through_pipeline_and_cascade(tmp_path, fact
         progress=False,
     )
     assert out.images.shape == (2, 3, 64, 64) and torch.isfinite(out.images).all()
+    # colour fix: the output's own low band is replaced with the input's (mid-range input: no clamping)
+    low_mid = low * 0.3
+    opts = dict(
+        height=64, width=64, low_res=low_mid, num_inference_steps=2, guidance_text=1.0, output_type="pt"
+    )
+    raw = pipe(["a", "b"], None, progress=False, **opts).images
+    fixed = pipe(["a", "b"], None, progress=False, color_fix=True, **opts).images
+    small = 64 // factor
+    target = (low_mid + 1) / 2
+    shrink = lambda x: F.interpolate(x, size=(small, small), mode="area")  # noqa: E731
+    assert (shrink(fixed) - target).abs().mean() < 0.5 * (shrink(raw) - target).abs().mean()
+    assert (shrink(fixed) - target).abs().mean() < 0.03
 
     cascade = Cascade(
         CascadeConfig([StageConfig("base", "x"), StageConfig("sr", "y", factor=factor, steps=2)]),
@@ -120,6 +133,24 @@ def test_sr_stage_trains_and_samples_through_pipeline_and_cascade(tmp_path, fact
     )
     with pytest.raises(ConfigError, match=f"x{factor} super-resolution"):
         bad("a", None, size=(64, 64), steps=1, progress=False)
+
+
+def test_color_fix_keeps_the_input_low_band_and_the_output_detail():
+    torch.manual_seed(0)
+    # (B, 3, h, w): a smooth low-res image (white noise has no band below its own resolution to keep)
+    low = F.interpolate(torch.rand(2, 3, 3, 3) * 0.6 - 0.3, size=(8, 8), mode="bilinear", align_corners=False)
+    detail = torch.randn(2, 3, 32, 32) * 0.1  # fine texture of a model's output
+    wrong = F.interpolate(torch.rand(2, 3, 8, 8), size=(32, 32), mode="bilinear", align_corners=False)
+    out = wrong + detail  # a model's output with the wrong colours
+    fixed = color_fix(out, low)  # (B, 3, 32, 32)
+    assert fixed.shape == out.shape
+    own = F.interpolate(fixed, size=(8, 8), mode="area")
+    assert (own - low).abs().mean() < 0.03 < (F.interpolate(out, size=(8, 8), mode="area") - low).abs().mean()
+    # the detail above the input's resolution stays: high-pass parts of output and fixed output agree
+    hp = lambda x: (x - F.avg_pool2d(x, 5, 1, 2, count_include_pad=False)).flatten()  # noqa: E731
+    assert torch.corrcoef(torch.stack([hp(fixed), hp(out)]))[0, 1] > 0.8
+    smooth = F.interpolate(low, size=(32, 32), mode="bicubic", align_corners=False)
+    assert (color_fix(smooth, low) - smooth).abs().max() < 0.05  # already consistent: about unchanged
 
 
 def test_random_cascade_stage_gets_the_stage_factor():

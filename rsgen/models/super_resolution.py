@@ -91,6 +91,20 @@ def degrade(pixels: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(pixels, scale_factor=1 / factor, mode="area")
 
 
+def color_fix(images: torch.Tensor, low_res: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Keep the low-res input's low frequencies in a stage's output (the "colour fix" of StableSR-style
+    upscalers, done as iterative back-projection): ``images`` (B, 3, H, W) is corrected ``iterations`` times by
+    the bicubic enlargement of what its area-downsampled copy misses of ``low_res`` (B, 3, h, w), same value
+    range. The output then shrinks back to the input (colour, brightness, layout) and the model contributes only
+    the finer detail; one iteration swaps the output's own low band for the input's. -> (B, 3, H, W)."""
+    size, small = tuple(images.shape[-2:]), tuple(low_res.shape[-2:])
+    low_res = low_res.to(images)
+    for _ in range(iterations):
+        missing = low_res - F.interpolate(images, size=small, mode="area")  # (B, 3, h, w)
+        images = images + F.interpolate(missing, size=size, mode="bicubic", align_corners=False)
+    return images
+
+
 def fold_low_res(image: torch.Tensor, latent_hw: tuple[int, int], scale: int) -> torch.Tensor:
     """(B, 3, h0, w0) -> (B, 3 s^2, h, w): resized to (h s, w s) (bicubic; not at all when it already is)
     and folded onto the latent grid with ``pixel_unshuffle(s)``."""
@@ -135,6 +149,7 @@ def output_metadata(meta: Metadata | None, factor: int) -> Metadata | None:
 
 
 __all__ = [
+    "color_fix",
     "LOW_RES_CHANNELS_KEY",
     "SR_FACTOR_KEY",
     "SuperResolutionConfig",

@@ -39,6 +39,9 @@ class StageConfig:
     guidance_text: float | None = None
     guidance_meta: float | None = None
     noise_level: int = 20
+    # keep the input's low frequencies (colour, layout) in a super-resolution stage's output; the stage adds
+    # only detail above the input's resolution (rsgen.models.super_resolution.color_fix)
+    color_fix: bool = True
     skip: bool = False
 
 
@@ -178,6 +181,7 @@ class Cascade:
                 seed=seed if is_base else seeds,
                 low_res=None if is_base else low_res,
                 noise_level=None if is_base else stage.noise_level,
+                color_fix=not is_base and stage.color_fix,
                 controls=controls if is_base else (),
                 tiling=tiling,
                 output_type="pt",

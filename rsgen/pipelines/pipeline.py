@@ -34,6 +34,9 @@ from rsgen.metadata import Metadata, encode_metadata
 from rsgen.models.controlnet import controlled_unet_forward
 from rsgen.models.metadata_embedding import MetadataEmbedding
 from rsgen.models.super_resolution import (
+    color_fix as keep_low_res_colors,
+)
+from rsgen.models.super_resolution import (
     low_res_channels,
     low_res_condition,
     low_res_scale,
@@ -118,6 +121,8 @@ class SamplingRun:
     timesteps: list[torch.Tensor]
     cond: Conditioning
     latent_hw: tuple[int, int]
+    # (B, 3, h0, w0) in [-1, 1]: a super-resolution stage's input whose low frequencies the output keeps
+    color_fix_to: torch.Tensor | None = None
 
 
 @dataclass
@@ -400,6 +405,8 @@ class RSGenPipeline(DiffusionPipeline):
         if output_type == "latent":
             return RSGenOutput(images=store.tensor, seeds=run.seeds)
         images = decode_tiled(self.vae, store.tensor, tiling.decode_tile, tiling.decode_halo)  # (B, 3, H, W)
+        if run.color_fix_to is not None:
+            images = keep_low_res_colors(images.float(), run.color_fix_to)
         images = (images / 2 + 0.5).clamp(0, 1)
         return RSGenOutput(images=to_output_type(images, output_type), seeds=run.seeds)
 
@@ -421,6 +428,7 @@ class RSGenPipeline(DiffusionPipeline):
         strength: float = 1.0,
         low_res: torch.Tensor | None = None,
         noise_level: int | None = None,
+        color_fix: bool = False,
         controls: Sequence[ControlInput] = (),
     ) -> SamplingRun:
         """Validate the arguments and encode every condition: what a denoising run needs besides its latents.
@@ -428,7 +436,8 @@ class RSGenPipeline(DiffusionPipeline):
         prompt / metadata: one each, or lists (one per prompt); each prompt gives ``n`` images. seed: image i
         uses ``seed + i`` (or a list of seeds), so any image can be regenerated alone. image: (B|1, 3, H, W) in
         [-1, 1] for image-to-image with ``strength`` (what-if). low_res: (B|1, 3, h, w) in [-1, 1], the input of
-        a super-resolution stage, noise-augmented at ``noise_level``. controls: ControlNet conditions.
+        a super-resolution stage, noise-augmented at ``noise_level``; with ``color_fix`` the output keeps its
+        low frequencies (colour, layout) and the stage adds only finer detail. controls: ControlNet conditions.
         """
         prompts, metas = self.batch(prompt, metadata, n)
         b = len(prompts)
@@ -484,7 +493,8 @@ class RSGenPipeline(DiffusionPipeline):
         elif low_res is not None:
             raise ConfigError("low_res was given but this pipeline is not a super-resolution stage")
         cond.controls = self._check_controls(controls, b, height, width)
-        return SamplingRun(prompts, metas, seeds, generators, sched, timesteps, cond, (h, w))
+        fix_to = lr if color_fix and cond.low_res is not None else None
+        return SamplingRun(prompts, metas, seeds, generators, sched, timesteps, cond, (h, w), fix_to)
 
     def denoise(
         self,
