@@ -64,3 +64,17 @@ def test_identity_is_perfect_and_blur_is_worse(tmp_path):
     assert blurred.psnr_db < 15 and blurred.ssim < 0.5
     assert blurred.std_rgb_reconstructed[0] < blurred.std_rgb_real[0]
     assert reconstruction_quality(FakeVAE(True), data, classify=False).class_accuracy_real is None
+
+
+@pytest.mark.realdata
+def test_gsd_round_trip_reads_a_blurring_autoencoder_as_coarser(datasets):
+    from rsgen.eval.autoencoder import gsd_round_trip
+    from rsgen.eval.gsd_predictor import DEFAULT_GSD_PREDICTOR_DIR
+
+    if not (DEFAULT_GSD_PREDICTOR_DIR / "config.json").is_file():
+        pytest.skip("GSD predictor not shipped")
+    same = gsd_round_trip(FakeVAE(False), num_images=60, values_m=(10.0,))
+    blur = gsd_round_trip(FakeVAE(True), num_images=60, values_m=(10.0,))
+    assert same[0]["num_images"] > 5 and same[0]["error_round_trip"] == pytest.approx(same[0]["error_real"])
+    assert blur[0]["read_as_round_trip"] > 1.2 * blur[0]["read_as_real"]  # 4x blocks read as a coarser GSD
+    assert blur[0]["error_round_trip"] > blur[0]["error_real"]
