@@ -47,15 +47,28 @@ def test_summary_row_and_table_from_reports():
                 "generated": 0.7,
                 "shuffled": 1.1,
                 "real": 0.5,
-                "by_value": [{"value": 10.0, "generated": 0.3, "real": 0.4}],
+                "real_through_vae": 0.6,
+                "by_value": [
+                    {
+                        "value": 10.0,
+                        "generated": 0.3,
+                        "real": 0.4,
+                        "median_predicted": 17.5,
+                        "real_through_vae": 0.8,
+                    }
+                ],
             }
         ],
     }
     row = summary_row("fourier", report)
     assert row["FID_RS"] == 12.5 and row["class_accuracy"] == 0.4 and row["gsd_error@10 m"] == 0.3
+    assert (
+        row["gsd_read_as_m@10 m"] == 17.5 and row["gsd_error_vae@10 m"] == 0.8 and row["gsd_error_vae"] == 0.6
+    )
     text = ablation_markdown([row, summary_row("none", {})], AblationConfig(num_images=300))
     assert "| rsgen (Fourier" in text and "| no metadata |" in text and "WARNING: 300 images" in text
     assert "1.1" in text  # the shuffled reference is stated
+    assert "gsd_read_as_m @ 10 m" in text and "| 0.3 | 0.4 | 0.8 | 17.5 |" in text
 
 
 def _fake_manifest(root: Path, n: int = 8) -> Path:

@@ -140,10 +140,14 @@ def summary_row(style: str, report: dict[str, Any]) -> dict[str, Any]:
         row["gsd_error"] = meta["generated"]
         row["gsd_error_shuffled"] = meta["shuffled"]
         row["gsd_error_real"] = meta["real"]
+        row["gsd_error_vae"] = meta.get("real_through_vae")
         for v in meta.get("by_value", []):
             tag = f"{v['value']:g} m"
             row[f"gsd_error@{tag}"] = v["generated"]
             row[f"gsd_error_real@{tag}"] = v["real"]
+            row[f"gsd_error_vae@{tag}"] = v.get("real_through_vae")
+            # what the images asking for this GSD read as: control means these follow the requests
+            row[f"gsd_read_as_m@{tag}"] = v.get("median_predicted")
     return row
 
 
@@ -151,25 +155,53 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
 
 
+def _table(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    lines = ["| arm | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    return lines + [
+        "| " + row["name"] + " | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows
+    ]
+
+
 def ablation_markdown(rows: list[dict[str, Any]], cfg: AblationConfig) -> str:
-    """A comparison table: one row per arm, the same columns for all."""
+    """Two comparison tables, one row per arm: overall scores, then GSD faithfulness per requested GSD."""
     keys: list[str] = []
     for row in rows:
         keys += [
-            k for k in row if k not in ("style", "name") and k not in keys and not k.endswith("shuffled")
+            k
+            for k in row
+            if k not in ("style", "name") and k not in keys and not k.endswith("shuffled") and "@" not in k
         ]
+    per_value = sorted(
+        {k.split("@")[1] for row in rows for k in row if "@" in k}, key=lambda t: float(t.split()[0])
+    )
     lines = [
         "# Metadata-conditioning ablation",
         "",
         f"Base config `{cfg.base_config}` with {list(cfg.train_overrides)}; {cfg.max_steps} steps per arm from the "
         f"same seed and the same batches; only `metadata.style` differs. Evaluation: {cfg.num_images} images from "
         f"EuroSAT class prompts at GSD {list(cfg.gsd_choices)} m, {cfg.num_inference_steps} steps, guidance "
-        f"{cfg.guidance_scale}. GSD errors are mean |log2(predicted / requested)| in octaves (lower is better).",
+        f"{cfg.guidance_scale}"
+        + (f", decoded with the VAE of `{cfg.vae}`" if cfg.vae else "")
+        + ". GSD errors are mean |log2(predicted / requested)| in octaves (lower is better); `gsd_error_vae` is "
+        "real held-out images after the VAE round trip (the decoder's ceiling).",
         "",
-        "| arm | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
+        *_table(rows, keys),
     ]
-    lines += ["| " + row["name"] + " | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows]
+    if per_value:
+        lines += [
+            "",
+            "## GSD per requested value",
+            "",
+            "error of the generated images / of real images near that GSD / of real images through the VAE; "
+            "then the median GSD the generated images read as (control means these follow the requests).",
+            "",
+        ]
+        cols = [
+            f"{name} @ {tag}"
+            for tag in per_value
+            for name in ("gsd_error", "gsd_error_real", "gsd_error_vae", "gsd_read_as_m")
+        ]
+        lines += _table([{**r, **{c: r.get(c.replace(" @ ", "@")) for c in cols}} for r in rows], cols)
     shuffled = [r.get("gsd_error_shuffled") for r in rows if r.get("gsd_error_shuffled") is not None]
     if shuffled:
         lines += [
