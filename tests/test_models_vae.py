@@ -64,3 +64,41 @@ def test_swap_decoder_accepts_decoder_fine_tunes_only(tmp_path):
     torch.testing.assert_close(
         load_vae(tmp_path / "model").encoder.conv_in.bias, swapped.encoder.conv_in.bias
     )
+
+
+def test_adversarial_term_trains_each_side_with_its_own_loss():
+    from rsgen.models.discriminator import PatchDiscriminator, discriminator_hinge_loss
+
+    torch.manual_seed(0)
+    vae = build_vae(VAEConfig(block_out_channels=[32, 32, 32], sample_size=32))
+    vae.encoder.requires_grad_(False)
+    disc = PatchDiscriminator(channels=16, layers=2)
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert disc(pixels).shape == (2, 1, 8, 8)
+    loss, parts = vae_loss(
+        vae,
+        pixels,
+        1e-6,
+        0.2,
+        torch.Generator().manual_seed(0),
+        decoder_only=True,
+        discriminator=disc,
+        adversarial_weight=0.1,
+    )
+    assert {"adv_generator", "adv_discriminator"} <= set(parts)
+    loss.backward()
+    assert all(p.requires_grad for p in disc.parameters())  # restored after the generator term
+    got = [p.grad.clone() for p in disc.parameters()]
+    # the discriminator's gradient is exactly that of its own hinge loss (the generator term does not reach it)
+    disc.zero_grad()
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(pixels).latent_dist.sample(torch.Generator().manual_seed(0))).sample
+    discriminator_hinge_loss(disc(pixels), disc(recon)).backward()
+    for g, p in zip(got, disc.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6)
+    # and the decoder gets the generator term: its gradient differs from the loss without it
+    dec_grad = vae.decoder.conv_out.weight.grad.clone()
+    vae.zero_grad()
+    plain, _ = vae_loss(vae, pixels, 1e-6, 0.2, torch.Generator().manual_seed(0), decoder_only=True)
+    plain.backward()
+    assert not torch.allclose(dec_grad, vae.decoder.conv_out.weight.grad)

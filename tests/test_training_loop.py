@@ -129,7 +129,8 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
     preview = Image.open(tmp_path / "cn" / "samples" / "step-0000002.png")  # conditions above samples
     assert preview.height > 2 * 32 and preview.width > 32
 
-    # decoder-only fine-tuning: encoder, quant_conv and the latent scale stay exactly as they were
+    # decoder-only fine-tuning (with the spectral and adversarial terms): encoder, quant_conv and the latent
+    # scale stay exactly as they were; the discriminator is checkpointed, never exported
     dec = train(
         tiny_config(
             tmp_path / "dec",
@@ -139,12 +140,21 @@ def test_vae_sr_and_controlnet_modes(tmp_path):
                 "vae.pretrained": str(vae.model_dir),
                 "vae.train_decoder_only": True,
                 "vae.gradient_weight": 0.5,
+                "vae.spectral_weight": 0.5,
+                "vae.adversarial_weight": 0.1,
+                "vae.discriminator_channels": 16,
+                "vae.discriminator_layers": 2,
                 "optim.lr": 1e-2,
             },
         ),
         ds,
         progress=False,
     )
+    ckpt = load_file(dec.checkpoint / "model.safetensors")
+    assert any(k.startswith("discriminator.") for k in ckpt) and any(
+        k.startswith("vae.decoder.") for k in ckpt
+    )
+    assert not (dec.model_dir / "discriminator").exists()
     before = load_file(vae.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
     after = load_file(dec.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
     for name, tensor in before.items():

@@ -33,6 +33,12 @@ class VAEConfig:
     # the right amount of fine texture wherever it sits (phase-free, unlike L1), so that the decoder neither
     # blurs sharp 10 m detail nor adds texture to smooth 40 m images (the look the GSD of an image is read from)
     spectral_weight: float = 0.0
+    # weight of the adversarial (hinge) loss of a patch discriminator trained alongside (0 = none): rewards
+    # plausible fine texture where L1 / SSIM favour a blur (rsgen.models.discriminator); the discriminator
+    # trains with the same optimizer and is saved in checkpoints, never exported
+    adversarial_weight: float = 0.0
+    discriminator_channels: int = 64
+    discriminator_layers: int = 3
     # train the decoder only (encoder, quant_conv and scaling_factor frozen), so that latents cached from this
     # VAE and diffusion models trained on them stay valid while the decoded images get sharper
     train_decoder_only: bool = False
@@ -94,10 +100,16 @@ def vae_loss(
     gradient_weight: float = 0.0,
     decoder_only: bool = False,
     spectral_weight: float = 0.0,
+    discriminator: torch.nn.Module | None = None,
+    adversarial_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Training loss of the autoencoder on pixels (B, 3, H, W) in [-1, 1]: L1 + ssim_weight * (1 - SSIM) +
-    gradient_weight * L1(pixel differences) + spectral_weight * L1(log amplitude spectra) + kl_weight * KL (the KL term is dropped with ``decoder_only``,
-    where the encoder runs without gradients). Returns the loss and its parts for logging."""
+    gradient_weight * L1(pixel differences) + spectral_weight * L1(log amplitude spectra) + kl_weight * KL (the
+    KL term is dropped with ``decoder_only``, where the encoder runs without gradients). With a
+    ``discriminator`` and ``adversarial_weight`` > 0, also adversarial_weight * the generator hinge loss (its
+    gradient reaches the autoencoder only) plus the discriminator's own hinge loss on the originals and the
+    detached reconstructions (its gradient reaches the discriminator only), so one backward pass and one
+    optimizer step train both. Returns the loss and its parts for logging."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
@@ -119,6 +131,21 @@ def vae_loss(
         spec = F.l1_loss(log_amplitude_spectrum(recon), log_amplitude_spectrum(target))
         loss = loss + spectral_weight * spec
         parts["spectral_l1"] = float(spec.detach())
+    if discriminator is not None and adversarial_weight > 0:
+        from rsgen.models.discriminator import discriminator_hinge_loss, generator_hinge_loss
+
+        trainable = [p for p in discriminator.parameters() if p.requires_grad]
+        for p in trainable:  # the autoencoder's term must not train the discriminator
+            p.requires_grad_(False)
+        try:
+            g_adv = generator_hinge_loss(discriminator(recon))
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+        d_loss = discriminator_hinge_loss(discriminator(target), discriminator(recon.detach()))
+        loss = loss + adversarial_weight * g_adv + d_loss
+        parts["adv_generator"] = float(g_adv.detach())
+        parts["adv_discriminator"] = float(d_loss.detach())
     if not decoder_only:
         kl = posterior.kl().mean()  # summed over latent cells, averaged over the batch
         loss = loss + kl_weight * kl

@@ -116,6 +116,14 @@ class VAETask(TrainTask):
                     frozen.requires_grad_(False)
         self.components = {"vae": self.vae}
         self.trainable = {"vae": self.vae}
+        self.discriminator: torch.nn.Module | None = None
+        if cfg.vae.adversarial_weight > 0:  # trains and checkpoints with the VAE; never exported
+            from rsgen.models.discriminator import PatchDiscriminator
+
+            self.discriminator = PatchDiscriminator(
+                cfg.vae.discriminator_channels, cfg.vae.discriminator_layers
+            ).to(device)
+            self.trainable["discriminator"] = self.discriminator
         self.reference: torch.Tensor | None = None  # (N, 3, S, S): fixed images for calibration and previews
 
     def loss(
@@ -134,6 +142,8 @@ class VAETask(TrainTask):
             gradient_weight=vae_cfg.gradient_weight,
             decoder_only=self.decoder_only,
             spectral_weight=vae_cfg.spectral_weight,
+            discriminator=self.discriminator,
+            adversarial_weight=vae_cfg.adversarial_weight,
         )
 
     def export(self, out_dir: Path, info: dict[str, Any]) -> Path:
