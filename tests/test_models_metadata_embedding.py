@@ -139,3 +139,25 @@ def test_parameters_a_style_never_uses_are_frozen_and_sr_noise_level_works():
     assert out.shape == (3, 64) and torch.isfinite(out).all()
     out.sum().backward()  # every trainable parameter of the style gets a gradient
     assert all(p.grad is not None for p in sat.parameters() if p.requires_grad)
+
+
+def test_joint_layer_couples_fields_that_the_sum_keeps_apart():
+    """Season x hemisphere: without a joint layer the embedding is a sum of per-field terms, so the interaction
+    contrast e(A, N) + e(B, S) - e(A, S) - e(B, N) is exactly zero; the joint layer can represent it."""
+    from rsgen.metadata import Metadata, encode_metadata
+
+    def contrast(emb: MetadataEmbedding) -> torch.Tensor:
+        metas = [
+            Metadata(lat=lat, lon=10.0, date=f"2019-{month:02d}-15") for month, lat in ((1, 45.0), (7, -45.0))
+        ] + [
+            Metadata(lat=lat, lon=10.0, date=f"2019-{month:02d}-15") for month, lat in ((1, -45.0), (7, 45.0))
+        ]
+        e = emb(*encode_metadata(metas))  # (4, D)
+        return e[0] + e[1] - e[2] - e[3]
+
+    torch.manual_seed(0)
+    for joint_dim, coupled in ((0, False), (32, True)):
+        emb = MetadataEmbedding(embed_dim=16, hidden_dim=16, joint_dim=joint_dim)
+        torch.nn.init.normal_(emb.proj_out.weight)  # (zero at initialisation: give it weights)
+        c = contrast(emb).abs().max().item()
+        assert (c > 1e-3) == coupled, (joint_dim, c)

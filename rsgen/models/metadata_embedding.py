@@ -61,6 +61,9 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         max_noise_level: the noise level is divided by this before its Fourier features (levels are DDPM
             timesteps of the augmentation schedule).
         style: ``"fourier"`` (rsgen's), ``"diffusionsat"`` or ``"none"`` (see the module docstring).
+        joint_dim: width of a joint layer over all field embeddings before the output projection (0 = none).
+            Without it the ``fourier`` embedding is a sum of per-field terms, so rules that couple fields
+            (snow needs winter *in the local hemisphere*: season x latitude) are left to the UNet to form.
     """
 
     @register_to_config
@@ -73,6 +76,7 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         use_noise_level: bool = False,
         max_noise_level: int = 1000,
         style: str = "fourier",
+        joint_dim: int = 0,
     ) -> None:
         super().__init__()
         if style not in METADATA_STYLES:
@@ -94,7 +98,10 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         self.missing = nn.Parameter(torch.randn(len(self.field_widths), hidden_dim) * 0.02)  # (N, H)
         self.act = nn.SiLU()
         summed = style == "diffusionsat"  # DiffusionSat adds the field embeddings instead of concatenating
-        self.proj_out = nn.Linear((1 if summed else len(feats)) * hidden_dim, embed_dim)
+        width = (1 if summed else len(feats)) * hidden_dim
+        # (B, width) -> (B, joint_dim): a layer that sees every field at once (cross-field interactions)
+        self.joint = nn.Sequential(nn.Linear(width, joint_dim), nn.SiLU()) if joint_dim > 0 else None
+        self.proj_out = nn.Linear(joint_dim if joint_dim > 0 else width, embed_dim)
         self.initialize_weights()
         # Parameters a style never uses stay in the state dict (one layout for every style) but are frozen, so
         # that optimizers, EMA and multi-process training see only what the output depends on.
@@ -152,8 +159,12 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             )
             hidden.append(self.field_mlps[-1](level_feats))
         if style == "diffusionsat":
-            return self.proj_out(self.act(torch.stack(hidden).sum(0)))  # (B, embed_dim)
-        return self.proj_out(self.act(torch.cat(hidden, dim=-1)))  # (B, embed_dim)
+            joined = self.act(torch.stack(hidden).sum(0))  # (B, H)
+        else:
+            joined = self.act(torch.cat(hidden, dim=-1))  # (B, N H)
+        if self.joint is not None:
+            joined = self.joint(joined)  # (B, joint_dim)
+        return self.proj_out(joined)  # (B, embed_dim)
 
     def embed(
         self,

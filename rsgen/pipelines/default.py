@@ -58,6 +58,7 @@ def build_random_pipeline(
         num_frequencies=cfg.metadata.num_frequencies,
         hidden_dim=cfg.metadata.hidden_dim,
         style=cfg.metadata.style,
+        joint_dim=cfg.metadata.joint_dim,
         use_noise_level=super_resolution,
     ).eval()
     return RSGenPipeline(vae, text_model, tokenizer, unet, embedding, make_noise_scheduler(cfg.diffusion))

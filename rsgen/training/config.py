@@ -64,11 +64,14 @@ class TextConfig:
 class MetadataEmbeddingConfig:
     """field_dropout: each field marked missing with this probability; all_dropout: all fields at once.
     style: "fourier" (rsgen's embedding), "diffusionsat" (sinusoid + MLP, dropped values = 0) or "none" (no
-    metadata): the latter two exist for ablations."""
+    metadata): the latter two exist for ablations. joint_dim: width of a layer over all fields together before
+    the output (0 = none, the shipped default model's layout): lets the embedding couple fields, e.g. season
+    and latitude."""
 
     style: Literal["fourier", "diffusionsat", "none"] = "fourier"
     num_frequencies: int = 6
     hidden_dim: int = 128
+    joint_dim: int = 0
     field_dropout: float = 0.15
     all_dropout: float = 0.1
 

@@ -227,6 +227,7 @@ class DiffusionTask(TrainTask):
                 num_frequencies=cfg.metadata.num_frequencies,
                 hidden_dim=cfg.metadata.hidden_dim,
                 style=cfg.metadata.style,
+                joint_dim=cfg.metadata.joint_dim,
                 use_noise_level=self.use_noise_level,
                 max_noise_level=cfg.diffusion.num_train_timesteps,
             )
