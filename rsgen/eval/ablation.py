@@ -155,8 +155,9 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
 
 
-def _table(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
-    lines = ["| arm | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+def _table(rows: list[dict[str, Any]], keys: list[str], header: Any = str) -> list[str]:
+    """A markdown table: one row per arm, a column per key (titled ``header(key)``)."""
+    lines = ["| arm | " + " | ".join(header(k) for k in keys) + " |", "|---|" + "---|" * len(keys)]
     return lines + [
         "| " + row["name"] + " | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |" for row in rows
     ]
@@ -197,11 +198,11 @@ def ablation_markdown(rows: list[dict[str, Any]], cfg: AblationConfig) -> str:
             "",
         ]
         cols = [
-            f"{name} @ {tag}"
+            f"{name}@{tag}"
             for tag in per_value
             for name in ("gsd_error", "gsd_error_real", "gsd_error_vae", "gsd_read_as_m")
         ]
-        lines += _table([{**r, **{c: r.get(c.replace(" @ ", "@")) for c in cols}} for r in rows], cols)
+        lines += _table(rows, cols, header=lambda k: k.replace("@", " @ "))
     shuffled = [r.get("gsd_error_shuffled") for r in rows if r.get("gsd_error_shuffled") is not None]
     if shuffled:
         lines += [

@@ -104,7 +104,7 @@ def gsd_round_trip(
     }
     rows = []
     for v in values_m:
-        near = np.abs(np.log2(true_m / v)) <= 0.25
+        near = gsdp.near_gsd(true_m, v)
         row: dict = {"gsd_m": v, "num_images": int(near.sum())}
         for key, pred in read.items():
             row[f"error_{key}"] = (

@@ -228,6 +228,11 @@ def train(config: GSDTrainConfig | None = None) -> dict:
     return summary
 
 
+def near_gsd(true_m: np.ndarray, value_m: float) -> np.ndarray:
+    """Which real images ``(M,)`` count as "at" a GSD of ``value_m``: those within a quarter octave of it."""
+    return np.abs(np.log2(np.asarray(true_m) / value_m)) <= 0.25
+
+
 def gsd_faithfulness(
     predicted_m: np.ndarray,
     requested_m: np.ndarray,
@@ -248,5 +253,5 @@ def gsd_faithfulness(
         seed,
         real_pairs=real_pairs,
         ceiling_pairs=ceiling_pairs,
-        near=lambda true_m, v: np.abs(np.log2(true_m / v)) <= 0.25,
+        near=near_gsd,
     )

@@ -60,7 +60,9 @@ class SuperResolutionQuality:
 
 def to_unit_nchw(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    from rsgen.eval.feature_net import to_nchw
+
+    return to_nchw(images).float() / 255.0
 
 
 def score_upscaled(
@@ -85,7 +87,7 @@ def score_upscaled(
     )
 
 
-def bicubic_upscaler(low: torch.Tensor, prompts: Sequence[str], seed: int, factor: int) -> torch.Tensor:
+def bicubic_upscale(low: torch.Tensor, factor: int) -> torch.Tensor:
     """The reference upscaler: bicubic interpolation (B, 3, h, w) -> (B, 3, h f, w f), clamped to [0, 1]."""
     size = (low.shape[-2] * factor, low.shape[-1] * factor)
     return F.interpolate(low, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -97,9 +99,9 @@ def pipeline_upscaler(
     steps: int = 20,
     guidance_text: float = 1.0,
     noise_level: int = 20,
-    color_fix: bool = True,
 ) -> Upscaler:
-    """An :data:`Upscaler` from a super-resolution :class:`~rsgen.pipelines.RSGenPipeline`; ``metadata(k)`` gives
+    """An :data:`Upscaler` from a super-resolution :class:`~rsgen.pipelines.RSGenPipeline` giving the stage's raw
+    output (no colour fix: :func:`super_resolution_quality` scores it with and without); ``metadata(k)`` gives
     the output metadata (GSD of the high-res image) of the k-th image of a batch."""
 
     def upscale(low: torch.Tensor, prompts: Sequence[str], seed: int) -> torch.Tensor:
@@ -111,7 +113,6 @@ def pipeline_upscaler(
             width=low.shape[-1] * f,
             low_res=low * 2 - 1,
             noise_level=noise_level,
-            color_fix=color_fix,
             num_inference_steps=steps,
             guidance_text=guidance_text,
             seed=[seed + k for k in range(len(prompts))],
@@ -157,7 +158,7 @@ def super_resolution_quality(
         raw = upscaler(low[sl], batch_prompts, seed + start).cpu().float()  # (B, 3, H, W)
         outputs["stage"].append(raw)
         outputs["stage_color_fix"].append(color_fix(raw, low[sl]).clamp(0, 1))
-        outputs["bicubic"].append(bicubic_upscaler(low[sl], batch_prompts, seed + start, factor))
+        outputs["bicubic"].append(bicubic_upscale(low[sl], factor))
     ups = {k: torch.cat(v) for k, v in outputs.items()}  # name -> (N, 3, H, W)
 
     def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -251,7 +252,7 @@ def run_sr_quality(
     if labelled and (classifier_dir / "config.json").is_file():
         classifier = load_feature_net(classifier_dir)
     upscale = pipeline_upscaler(
-        pipe, lambda k: Metadata(gsd_m=gsd_m) if gsd_m else None, steps, guidance_text, noise_level, False
+        pipe, lambda k: Metadata(gsd_m=gsd_m) if gsd_m else None, steps, guidance_text, noise_level
     )
     quality, sets = super_resolution_quality(
         upscale,
@@ -287,7 +288,7 @@ __all__ = [
     "run_sr_quality",
     "UpscaleScores",
     "Upscaler",
-    "bicubic_upscaler",
+    "bicubic_upscale",
     "pipeline_upscaler",
     "score_upscaled",
     "sr_markdown",
