@@ -5,7 +5,8 @@ with rsgen's embedding (Fourier features, per-field MLPs, learned "missing" stat
 Every arm starts from the same seed, sees the same batches (the same latent cache and sampler seed) for the same
 number of steps, and is evaluated on the same class prompts and requested GSDs with :mod:`rsgen.eval.evaluate`;
 only ``metadata.style`` differs. Arms resume from their checkpoints, so a killed ablation continues where it
-stopped. The comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``.
+stopped. An arm whose generated set already exists (``<output_dir>/<style>/generated/generated.jsonl``, e.g. arms
+trained and sampled on a lent GPU by ``train/remote_gpu_ablation.sh``) is evaluated without training. The comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``.
 """
 
 from __future__ import annotations
@@ -98,9 +99,15 @@ def _copy_latent_cache(cfg: AblationConfig) -> None:
     tmp.rename(dst)
 
 
-def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path) -> dict[str, Any]:
-    """Generate the class-prompt set of one arm (GSDs cycled) and evaluate it, with the arm's VAE round trip of
-    real images as the GSD ceiling; returns report.json's dict."""
+def arm_generated_dir(cfg: AblationConfig, style: str) -> Path:
+    """Where an arm's generated class-prompt set lives."""
+    return Path(cfg.output_dir) / style / "generated"
+
+
+def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path | None) -> dict[str, Any]:
+    """Generate the class-prompt set of one arm (GSDs cycled; kept if it exists) and evaluate it, with the VAE
+    round trip of real images as the GSD ceiling (``cfg.vae``, else the arm's); returns report.json's dict.
+    ``model_dir`` may be None only when the set exists and ``cfg.vae`` is given."""
     from rsgen.eval.evaluate import EvaluateConfig, evaluate_folder, generate_class_prompt_set
     from rsgen.models.vae import swap_decoder
 
@@ -112,11 +119,17 @@ def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path) -> dict[str, 
         batch_size=cfg.batch_size,
         metadata_real_images=cfg.metadata_real_images,
         seed=cfg.seed,
-        vae=str(model_dir),
+        vae=cfg.vae or (str(model_dir) if model_dir else None),
     )
     ecfg = dataclasses.replace(ecfg, **cfg.evaluate_overrides)
-    folder = Path(cfg.output_dir) / style / "generated"
+    folder = arm_generated_dir(cfg, style)
+    if ecfg.vae is None:
+        raise ConfigError(f"ablation arm {style}: no model and no `vae` to take the GSD ceiling with")
     if not (folder / "generated.jsonl").is_file():
+        if model_dir is None:
+            raise ConfigError(
+                f"ablation arm {style}: no generated set in {folder} and no model to generate it"
+            )
         if cfg.vae:
             swap_decoder(model_dir, cfg.vae)
         generate_class_prompt_set(model_dir, folder, ecfg)
@@ -226,10 +239,15 @@ def run_metadata_ablation(cfg: AblationConfig, progress: bool = True) -> dict[st
     _copy_latent_cache(cfg)
     rows = []
     for style in cfg.styles:
-        tcfg = arm_train_config(cfg, style)
-        log.info("ablation arm %s: training to step %d in %s", style, cfg.max_steps, tcfg.output_dir)
-        result = train(tcfg, progress=progress)
-        report = evaluate_arm(cfg, style, result.model_dir)
+        if (arm_generated_dir(cfg, style) / "generated.jsonl").is_file():
+            log.info("ablation arm %s: generated set found; evaluating it without training", style)
+            model_dir = root / style / "model"
+            report = evaluate_arm(cfg, style, model_dir if model_dir.is_dir() else None)
+        else:
+            tcfg = arm_train_config(cfg, style)
+            log.info("ablation arm %s: training to step %d in %s", style, cfg.max_steps, tcfg.output_dir)
+            result = train(tcfg, progress=progress)
+            report = evaluate_arm(cfg, style, result.model_dir)
         rows.append(summary_row(style, report))
         atomic_write_json(root / "ablation.json", {"config": dataclasses.asdict(cfg), "arms": rows})
     atomic_write_text(root / "ablation.md", ablation_markdown(rows, cfg))
@@ -240,6 +258,7 @@ __all__ = [
     "AblationConfig",
     "STYLE_NAMES",
     "ablation_markdown",
+    "arm_generated_dir",
     "arm_train_config",
     "evaluate_arm",
     "load_ablation_config",
