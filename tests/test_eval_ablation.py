@@ -3,7 +3,9 @@ writes its comparison table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from rsgen.eval.ablation import (  # noqa: E402
     AblationConfig,
     ablation_markdown,
     arm_train_config,
+    evaluate_arm,
     run_metadata_ablation,
     summary_row,
 )
@@ -119,3 +122,24 @@ def test_tiny_two_arm_ablation_end_to_end(tmp_path):
     assert (tmp_path / "ablation" / "none" / "eval" / "report.md").is_file()
     text = (tmp_path / "ablation" / "ablation.md").read_text()
     assert "no metadata" in text and "FID_RS" in text
+    # an arm whose set was generated elsewhere (a lent GPU) is evaluated without training, with the given VAE
+    gpu = tmp_path / "gpu"
+    shutil.copytree(tmp_path / "ablation" / "none" / "generated", gpu / "none" / "generated")
+    cfg2 = dataclasses.replace(
+        cfg,
+        output_dir=str(gpu),
+        manifest=None,
+        styles=("none",),
+        vae=str(tmp_path / "ablation" / "none" / "model"),
+    )
+    again = run_metadata_ablation(cfg2, progress=False)
+    assert not (gpu / "none" / "checkpoints").exists()
+    assert again["arms"][0]["FID_RS"] == pytest.approx(result["arms"][0]["FID_RS"], rel=1e-4)
+
+
+def test_arm_without_model_needs_a_set_and_a_vae(tmp_path):
+    cfg = AblationConfig(base_config="tiny", output_dir=str(tmp_path), manifest=None)
+    with pytest.raises(ConfigError, match="no model and no `vae`"):
+        evaluate_arm(cfg, "none", None)
+    with pytest.raises(ConfigError, match="no generated set"):
+        evaluate_arm(dataclasses.replace(cfg, vae=str(tmp_path / "vae")), "none", None)
