@@ -122,6 +122,7 @@ def test_tiny_two_arm_ablation_end_to_end(tmp_path):
     assert (tmp_path / "ablation" / "none" / "eval" / "report.md").is_file()
     text = (tmp_path / "ablation" / "ablation.md").read_text()
     assert "no metadata" in text and "FID_RS" in text
+    assert "ablation.png" in text and (tmp_path / "ablation" / "ablation.png").is_file()
     # an arm whose set was generated elsewhere (a lent GPU) is evaluated without training, with the given VAE
     gpu = tmp_path / "gpu"
     shutil.copytree(tmp_path / "ablation" / "none" / "generated", gpu / "none" / "generated")

@@ -104,6 +104,11 @@ def arm_generated_dir(cfg: AblationConfig, style: str) -> Path:
     return Path(cfg.output_dir) / style / "generated"
 
 
+def arm_has_set(cfg: AblationConfig, style: str) -> bool:
+    """Whether an arm's generated set is complete (its index file is written last)."""
+    return (arm_generated_dir(cfg, style) / "generated.jsonl").is_file()
+
+
 def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path | None) -> dict[str, Any]:
     """Generate the class-prompt set of one arm (GSDs cycled; kept if it exists) and evaluate it, with the VAE
     round trip of real images as the GSD ceiling (``cfg.vae``, else the arm's); returns report.json's dict.
@@ -125,7 +130,7 @@ def evaluate_arm(cfg: AblationConfig, style: str, model_dir: Path | None) -> dic
     folder = arm_generated_dir(cfg, style)
     if ecfg.vae is None:
         raise ConfigError(f"ablation arm {style}: no model and no `vae` to take the GSD ceiling with")
-    if not (folder / "generated.jsonl").is_file():
+    if not arm_has_set(cfg, style):
         if model_dir is None:
             raise ConfigError(
                 f"ablation arm {style}: no generated set in {folder} and no model to generate it"
@@ -230,6 +235,41 @@ def ablation_markdown(rows: list[dict[str, Any]], cfg: AblationConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+SHORT_STYLE_NAMES = {"none": "none", "diffusionsat": "DSat", "fourier": "rsgen"}
+
+
+def ablation_grid(cfg: AblationConfig, styles: list[str], classes: int = 3, cell: int = 128) -> Path | None:
+    """``<output_dir>/ablation.png``: one row per arm; the columns are the first ``classes`` class prompts at each
+    requested GSD, the same image (prompt, seed, GSD) of every arm down a column. None when no arm has a set."""
+    from rsgen.eval.generated_set import load_generated_set
+    from rsgen.io import write_png
+    from rsgen.pipelines.whatif import labelled_grid
+
+    sets = {s: load_generated_set(arm_generated_dir(cfg, s)) for s in styles if arm_has_set(cfg, s)}
+    if not sets:
+        return None
+    first = next(iter(sets.values()))
+    picked: dict[tuple[str | None, float | None], int] = {}  # (class, GSD) -> index, in the set's order
+    labels_seen: list[str | None] = []
+    for i, sample in enumerate(first.samples):
+        if sample.label not in labels_seen:
+            labels_seen.append(sample.label)
+        if labels_seen.index(sample.label) < classes:
+            picked.setdefault((sample.label, sample.metadata.gsd_m), i)
+    columns = sorted(picked.items(), key=lambda kv: (labels_seen.index(kv[0][0]), kv[0][1] or 0.0))
+    images, labels = [], []
+    for style, gset in sets.items():
+        for k, ((label, gsd), i) in enumerate(columns):
+            if i >= len(gset):
+                continue
+            images.append(gset.images[i].astype("float32") / 255.0)  # (H, W, 3) in [0, 1]
+            what = f"{(label or '')[:8]} {gsd:g} m" if gsd else (label or "")[:12]
+            labels.append(f"{SHORT_STYLE_NAMES.get(style, style)}|{what}" if k == 0 else what)
+    return write_png(
+        Path(cfg.output_dir) / "ablation.png", labelled_grid(images, labels, cell=cell, ncols=len(columns))
+    )
+
+
 def run_metadata_ablation(cfg: AblationConfig, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and evaluate every arm; write ``ablation.md`` / ``ablation.json``."""
     from rsgen.training import train
@@ -239,7 +279,7 @@ def run_metadata_ablation(cfg: AblationConfig, progress: bool = True) -> dict[st
     _copy_latent_cache(cfg)
     rows = []
     for style in cfg.styles:
-        if (arm_generated_dir(cfg, style) / "generated.jsonl").is_file():
+        if arm_has_set(cfg, style):
             log.info("ablation arm %s: generated set found; evaluating it without training", style)
             model_dir = root / style / "model"
             report = evaluate_arm(cfg, style, model_dir if model_dir.is_dir() else None)
@@ -250,15 +290,23 @@ def run_metadata_ablation(cfg: AblationConfig, progress: bool = True) -> dict[st
             report = evaluate_arm(cfg, style, result.model_dir)
         rows.append(summary_row(style, report))
         atomic_write_json(root / "ablation.json", {"config": dataclasses.asdict(cfg), "arms": rows})
-    atomic_write_text(root / "ablation.md", ablation_markdown(rows, cfg))
+    grid = ablation_grid(cfg, list(cfg.styles))
+    text = ablation_markdown(rows, cfg)
+    if grid is not None:
+        text += (
+            f"\n![the arms side by side: same prompt, seed and requested GSD down each column]({grid.name})\n"
+        )
+    atomic_write_text(root / "ablation.md", text)
     return {"arms": rows, "markdown": str(root / "ablation.md")}
 
 
 __all__ = [
     "AblationConfig",
     "STYLE_NAMES",
+    "ablation_grid",
     "ablation_markdown",
     "arm_generated_dir",
+    "arm_has_set",
     "arm_train_config",
     "evaluate_arm",
     "load_ablation_config",
