@@ -285,14 +285,15 @@ def test_captioner_as_judge_end_to_end():
         captioner_as_judge(model, tok, images, CAPTIONS[:3])
 
 
-def test_judge_generated_and_evaluate_section(tmp_path):
+def test_judge_generated_and_evaluate_section(tmp_path, monkeypatch):
+    from rsgen.eval import captioner as captioner_module
     from rsgen.eval.evaluate import EvaluateConfig, _captioner_section
     from rsgen.eval.generated_set import load_generated_set, write_generated_set
     from rsgen.eval.report import render_markdown
 
     cfg = tiny_config()
     model, tok = train_captioner(solid_images(), [[c] for c in CAPTIONS], cfg, seed=0)
-    save_captioner(tmp_path / "cap", model, tok)
+    save_captioner(tmp_path / "cap", model, tok, {"steps": cfg.steps})
     result = judge_generated(tmp_path / "cap", solid_images(), CAPTIONS, n_real=0, max_length=cfg.max_length)
     assert result["cider"] > result["shuffled_prompts"]["cider"]
     assert "| generated, own prompts |" in result["markdown"]
@@ -300,6 +301,7 @@ def test_judge_generated_and_evaluate_section(tmp_path):
     write_generated_set(tmp_path / "gen", solid_images(), [{"prompt": c} for c in CAPTIONS])
     gen = load_generated_set(tmp_path / "gen", size=32)
     report: dict = {"not_measured": []}
+    monkeypatch.setattr(captioner_module, "DEFAULT_CAPTIONER_DIR", tmp_path / "not-shipped")
     _captioner_section(gen, EvaluateConfig(captioner=None), report)
     assert "caption_judge" not in report and "no trained captioner" in report["not_measured"][0]
     _captioner_section(gen, EvaluateConfig(captioner=str(tmp_path / "nowhere")), report)
@@ -307,6 +309,14 @@ def test_judge_generated_and_evaluate_section(tmp_path):
     _captioner_section(gen, EvaluateConfig(captioner=str(tmp_path / "cap"), captioner_real_images=0), report)
     assert report["caption_judge"]["n"] == 4
     assert "## Captioner as judge" in render_markdown(report)
+    # None = the shipped judge when there is one; "off" skips the section
+    monkeypatch.setattr(captioner_module, "DEFAULT_CAPTIONER_DIR", tmp_path / "cap")
+    shipped: dict = {"not_measured": []}
+    _captioner_section(gen, EvaluateConfig(captioner=None, captioner_real_images=0), shipped)
+    assert shipped["caption_judge"]["n"] == 4
+    off: dict = {"not_measured": []}
+    _captioner_section(gen, EvaluateConfig(captioner="off"), off)
+    assert "caption_judge" not in off and "switched off" in off["not_measured"][0]
 
 
 def test_generated_set_as_caption_pairs(tmp_path):

@@ -46,12 +46,22 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rsgen.errors import DataError, WeightsNotFoundError
+from rsgen.paths import ASSETS_DIR
 
 log = logging.getLogger(__name__)
 
 METRICS = ("bleu4", "rouge_l", "cider")
 VOCAB_FILE = "caption_vocabulary.json"
 SUMMARY_FILE = "captioner_summary.json"
+# the judge captioner shipped beside the other evaluation networks (eval/caption_judge.py train --out ...)
+DEFAULT_CAPTIONER_DIR = ASSETS_DIR / "eval" / "captioner"
+
+
+def default_captioner() -> Path | None:
+    """The shipped judge captioner, or None when this checkout has none."""
+    return DEFAULT_CAPTIONER_DIR if (DEFAULT_CAPTIONER_DIR / SUMMARY_FILE).is_file() else None
+
+
 RealCaptions = Literal["writer", "human_class", "writer+human_class"]
 
 

@@ -47,7 +47,8 @@ class EvaluateConfig:
     clip_model: str | None = None  # local transformers CLIP folder for the standard CLIP score
     clip_real_images: int = 500
     metadata_real_images: int = 400
-    # trained captioner folder (eval/caption_judge.py train) for the "Captioner as judge" section
+    # trained captioner folder (eval/caption_judge.py train) for the "Captioner as judge" section;
+    # None = assets/eval/captioner when shipped; "off" = skip the section
     captioner: str | None = None
     captioner_real_images: int = 500  # real EuroSAT val images captioned beside the generated ones
     # Control faithfulness (records with "conditions"): mask type -> segmenter "module:function" / "file.py:fn".
@@ -308,17 +309,23 @@ def _control_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) ->
 def _captioner_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) -> None:
     """Captioner as judge: captions of the generated images scored against their prompts, beside shuffled
     prompts and real images with their own captions."""
-    from rsgen.eval.captioner import judge_generated
+    from rsgen.eval.captioner import default_captioner, judge_generated
 
     idx = [i for i, s in enumerate(gen.samples) if s.prompt]
-    if not config.captioner or not idx:
-        why = "no trained captioner given (captioner: path)" if idx else "no sample has a prompt"
+    path = None if config.captioner == "off" else (config.captioner or default_captioner())
+    if path is None or not idx:
+        if config.captioner == "off":
+            why = "switched off (captioner: off)"
+        elif path is None:
+            why = "no trained captioner given (captioner: path)"
+        else:
+            why = "no sample has a prompt"
         report["not_measured"].append(f"captioner as judge: {why}")
         return
     try:
         prompts = [gen.samples[i].prompt for i in idx]
         report["caption_judge"] = judge_generated(
-            config.captioner, gen.images[idx], prompts, config.captioner_real_images, seed=config.seed
+            path, gen.images[idx], prompts, config.captioner_real_images, seed=config.seed
         )
     except RsgenError as e:
         report["not_measured"].append(f"captioner as judge: {e}")
