@@ -293,9 +293,11 @@ def test_judge_generated_and_evaluate_section(tmp_path, monkeypatch):
 
     cfg = tiny_config()
     model, tok = train_captioner(solid_images(), [[c] for c in CAPTIONS], cfg, seed=0)
-    save_captioner(tmp_path / "cap", model, tok, {"steps": cfg.steps})
+    summary = {"steps": cfg.steps, "val": {"cider": 0.5}, "val_shuffled_references": {"cider": 0.1}}
+    save_captioner(tmp_path / "cap", model, tok, summary)
     result = judge_generated(tmp_path / "cap", solid_images(), CAPTIONS, n_real=0, max_length=cfg.max_length)
     assert result["cider"] > result["shuffled_prompts"]["cider"]
+    assert "own val CIDEr 0.500 (shuffled references 0.100)" in result["markdown"]  # the judge's own quality
     assert "| generated, own prompts |" in result["markdown"]
 
     write_generated_set(tmp_path / "gen", solid_images(), [{"prompt": c} for c in CAPTIONS])

@@ -732,7 +732,17 @@ def judge_generated(
         except DataError as e:
             log.warning("captioner judge: no real reference images (%s)", e)
     result = captioner_as_judge(model, tok, images, prompts, max_length, seed, real)
-    result["captioner"] = str(captioner)
+    shipped = Path(captioner).resolve() == DEFAULT_CAPTIONER_DIR.resolve()
+    result["captioner"] = "shipped judge (assets/eval/captioner)" if shipped else str(captioner)
+    summary_path = Path(captioner) / SUMMARY_FILE
+    if summary_path.is_file():  # the judge's own quality on real val pairs, stated beside its verdicts
+        own = json.loads(summary_path.read_text())
+        val, shuffled = own.get("val", {}), own.get("val_shuffled_references", {})
+        if "cider" in val and "cider" in shuffled:
+            result["captioner"] += (
+                f", {own.get('steps', '?')} steps; its own val CIDEr {val['cider']:.3f} "
+                f"(shuffled references {shuffled['cider']:.3f})"
+            )
     result["prompts"] = list(prompts)
     result["markdown"] = judge_markdown(result)
     return result
