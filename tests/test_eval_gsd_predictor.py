@@ -10,9 +10,12 @@ from eval_fakes import one_thread  # noqa: F401
 from rsgen.errors import DataError, WeightsNotFoundError
 from rsgen.eval.gsd_predictor import (
     DEFAULT_GSD_PREDICTOR_DIR,
+    RESAMPLE_KERNELS,
     GeoScene,
+    _sample_batch,
     degrade,
     gsd_faithfulness,
+    kernel_sensitivity,
     load_gsd_predictor,
     log2_errors,
     predict_gsd,
@@ -31,6 +34,26 @@ def test_resample_window_and_degrade_shapes() -> None:
     assert blurred.shape == x.shape
     # coarsening removes high frequencies: neighbouring pixels become more alike
     assert (blurred.diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()).item()
+    # every kernel pair coarsens; box averaging then bicubic (the curated copies) differs from bilinear both ways
+    outs = {k: degrade(x, 4.0, k) for k in RESAMPLE_KERNELS}
+    for out in outs.values():
+        assert (
+            out.shape == x.shape
+            and (out.diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()).item()
+        )
+    assert not torch.allclose(outs[("area", "bicubic")], outs[("bilinear", "bilinear")], atol=1e-3)
+
+
+def test_kernel_mix_varies_how_eurosat_is_coarsened() -> None:
+    eurosat = (np.random.default_rng(0).random((8, 64, 64, 3)) * 255).astype(np.uint8)
+    scene = GeoScene("fake", torch.rand(3, 300, 300), gsd_m=1.0)
+    plain, g1 = _sample_batch([scene], eurosat, 12, np.random.default_rng(3), eurosat_fraction=1.0)
+    mixed, g2 = _sample_batch(
+        [scene], eurosat, 12, np.random.default_rng(3), eurosat_fraction=1.0, kernel_mix=True
+    )
+    assert torch.equal(g1, g2)  # the same images and GSDs are drawn ...
+    coarse = g1 > np.log(10.5)
+    assert coarse.any() and not torch.equal(plain[coarse], mixed[coarse])  # ... coarsened with other kernels
 
 
 def test_faithfulness_score_orders_perfect_shuffled() -> None:
@@ -66,6 +89,10 @@ def test_shipped_predictor_reads_blur_and_downsampling_as_coarser(datasets) -> N
     assert np.median(native) == pytest.approx(10.0, rel=0.6)  # EuroSAT is 10 m
     assert np.median(coarse) > 1.8 * np.median(native)
     assert (coarse > native).mean() > 0.8
+    rows = kernel_sensitivity(model, n=40)  # every kernel pair at 20 and 40 m, read off the same images
+    assert len(rows) == 2 * len(RESAMPLE_KERNELS)
+    by = {(r["gsd_m"], r["kernels"]): r["read_as_median_m"] for r in rows}
+    assert all(by[(40.0, k)] > by[(20.0, k)] for _, k in by)
 
 
 def test_faithfulness_per_requested_gsd_against_real_images_near_it() -> None:

@@ -104,12 +104,29 @@ def resample_window(scene: GeoScene, target_gsd: float, size: int, rng: np.rando
     return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def degrade(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """Coarsen ``(B, 3, S, S)`` float images by ``factor`` (down then back up): effective GSD x ``factor``."""
+# How an image is coarsened and shown again at its size: (down, up) interpolation modes of F.interpolate.
+# "bilinear" down is antialiased; "area" is box averaging (PIL's BOX, what curation stores the EuroSAT copies with);
+# "bicubic" up is how the dataset enlarges such copies to the training size.
+RESAMPLE_KERNELS = (
+    ("bilinear", "bilinear"),
+    ("area", "bicubic"),
+    ("area", "bilinear"),
+    ("bilinear", "bicubic"),
+)
+
+
+def degrade(
+    images: torch.Tensor, factor: float, kernels: tuple[str, str] = ("bilinear", "bilinear")
+) -> torch.Tensor:
+    """Coarsen ``(B, 3, S, S)`` float images by ``factor`` (down then back up with ``kernels``): effective GSD
+    x ``factor``."""
     s = images.shape[-1]
     small = max(4, int(round(s / factor)))
-    down = F.interpolate(images, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(down, size=(s, s), mode="bilinear", align_corners=False).clamp(0, 1)
+    down_mode, up_mode = kernels
+    aa = {"antialias": True} if down_mode in ("bilinear", "bicubic") else {}
+    corners = {"align_corners": False} if down_mode != "area" else {}
+    down = F.interpolate(images, size=(small, small), mode=down_mode, **aa, **corners)
+    return F.interpolate(down, size=(s, s), mode=up_mode, align_corners=False).clamp(0, 1)
 
 
 def _sample_batch(
@@ -120,8 +137,11 @@ def _sample_batch(
     size: int = 64,
     eurosat_fraction: float = 0.4,
     naip_fraction: float = 0.35,
+    kernel_mix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` real images ``(n, 3, S, S)`` uint8 at known GSDs and their ``log(GSD)`` ``(n,)``."""
+    """``n`` real images ``(n, 3, S, S)`` uint8 at known GSDs and their ``log(GSD)`` ``(n,)``; ``kernel_mix``
+    coarsens each EuroSAT image with one of :data:`RESAMPLE_KERNELS` at random (else bilinear both ways), so that
+    GSD is read from scene scale rather than from a resampling kernel's signature."""
     naip = [s for s in scenes if s.gsd_m >= 4]
     fine = [s for s in scenes if s.gsd_m < 4] or naip
     images, gsds = [], []
@@ -132,8 +152,10 @@ def _sample_batch(
         x = to_nchw(eurosat[idx]).float() / 255.0
         # a third at the native 10 m (what most generated EuroSAT-like images ask for), the rest 10-40 m
         factors = np.where(rng.random(n_eu) < 1 / 3, 1.0, np.exp(rng.uniform(0, math.log(4.0), n_eu)))
+        kernels = rng.integers(len(RESAMPLE_KERNELS), size=n_eu) if kernel_mix else np.zeros(n_eu, int)
         for i, f in enumerate(factors):
-            images.append(degrade(x[i : i + 1], f)[0] if f > 1.05 else x[i])
+            k = RESAMPLE_KERNELS[kernels[i]]
+            images.append(degrade(x[i : i + 1], f, k)[0] if f > 1.05 else x[i])
             gsds.append(10.0 * (f if f > 1.05 else 1.0))
     for k in range(n - n_eu):
         scene = naip[rng.integers(len(naip))] if k < n_naip else fine[rng.integers(len(fine))]
@@ -158,6 +180,8 @@ class GSDTrainConfig:
     seed: int = 0
     num_threads: int = 2
     eval_images: int = 600
+    # coarsen EuroSAT with mixed resampling kernels (RESAMPLE_KERNELS); False = bilinear both ways (the shipped one)
+    kernel_mix: bool = False
 
 
 def load_gsd_predictor(path: str | Path | None = None) -> RSResNet:
@@ -192,6 +216,30 @@ def real_heldout_set(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return x.permute(0, 2, 3, 1).numpy(), log_gsd.exp().numpy().astype(np.float64)
 
 
+def kernel_sensitivity(model: RSResNet, n: int = 200, factors: tuple[float, ...] = (2.0, 4.0)) -> list[dict]:
+    """How much the predictor's reading depends on the resampling kernel: EuroSAT val images (10 m) coarsened by
+    each factor with each of :data:`RESAMPLE_KERNELS`; the median GSD read and the mean |log2 error| per pair."""
+    from rsgen.eval.feature_net import to_nchw
+    from rsgen.eval.reference_data import load_eurosat
+
+    val = load_eurosat("val").images
+    x = to_nchw(val[:: max(1, len(val) // n)][:n]).float() / 255.0  # (n, 3, S, S)
+    rows = []
+    for f in factors:
+        for kernels in RESAMPLE_KERNELS:
+            img = (degrade(x, f, kernels) * 255).round().to(torch.uint8)  # (n, 3, S, S)
+            pred = predict_gsd(model, img)
+            rows.append(
+                {
+                    "gsd_m": 10.0 * f,
+                    "kernels": "+".join(kernels),
+                    "read_as_median_m": float(np.median(pred)),
+                    "mean_abs_log2_error": float(log2_errors(pred, np.full(len(pred), 10.0 * f)).mean()),
+                }
+            )
+    return rows
+
+
 def train(config: GSDTrainConfig | None = None) -> dict:
     """Fine-tune the GSD predictor from the RS feature network; save it with its held-out error."""
     from rsgen.eval.reference_data import load_eurosat
@@ -202,7 +250,7 @@ def train(config: GSDTrainConfig | None = None) -> dict:
     scenes, eurosat = load_gsd_scenes(held_out=False), load_eurosat("train").images
     t0 = time.perf_counter()
     model = fine_tune_regressor(
-        lambda rng, n: _sample_batch(scenes, eurosat, n, rng),
+        lambda rng, n: _sample_batch(scenes, eurosat, n, rng, kernel_mix=config.kernel_mix),
         "log_gsd_m",
         math.log(10.0),
         config.steps,
@@ -221,6 +269,7 @@ def train(config: GSDTrainConfig | None = None) -> dict:
         "heldout": "EuroSAT-RGB val (10-40 m) and NAIP 2018/2019 (5-55 m)",
         "train_seconds": round(train_s, 1),
         "train_data": "NAIP 2009-2017 windows, high-resolution aerial scenes, EuroSAT-RGB train (coarsened)",
+        "kernel_sensitivity": kernel_sensitivity(model),
         "config": asdict(config),
     }
     save_trained_model(model, config.out_dir, summary)
