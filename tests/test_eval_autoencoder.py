@@ -32,7 +32,8 @@ class _Out:
 
 
 class FakeVAE(torch.nn.Module):
-    """Identity (blur=False) or 4x average-pool-and-upsample autoencoder with the AutoencoderKL call shape."""
+    """Identity (blur=False) or 4x average-pool-and-upsample (bilinear) autoencoder with the AutoencoderKL call
+    shape. (Nearest-neighbour enlargement would leave block edges, which a GSD predictor may read as detail.)"""
 
     def __init__(self, blur: bool) -> None:
         super().__init__()
@@ -47,7 +48,7 @@ class FakeVAE(torch.nn.Module):
         return type("E", (), {"latent_dist": _Posterior(F.avg_pool2d(x, 4) if self.blur else x)})()
 
     def decode(self, z: torch.Tensor):
-        return _Out(F.interpolate(z, scale_factor=4, mode="nearest") if self.blur else z)
+        return _Out(F.interpolate(z, scale_factor=4, mode="bilinear", align_corners=False) if self.blur else z)
 
 
 def test_identity_is_perfect_and_blur_is_worse(tmp_path):
