@@ -48,7 +48,9 @@ class FakeVAE(torch.nn.Module):
         return type("E", (), {"latent_dist": _Posterior(F.avg_pool2d(x, 4) if self.blur else x)})()
 
     def decode(self, z: torch.Tensor):
-        return _Out(F.interpolate(z, scale_factor=4, mode="bilinear", align_corners=False) if self.blur else z)
+        return _Out(
+            F.interpolate(z, scale_factor=4, mode="bilinear", align_corners=False) if self.blur else z
+        )
 
 
 def test_identity_is_perfect_and_blur_is_worse(tmp_path):
