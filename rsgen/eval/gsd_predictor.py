@@ -154,8 +154,8 @@ def _sample_batch(
         factors = np.where(rng.random(n_eu) < 1 / 3, 1.0, np.exp(rng.uniform(0, math.log(4.0), n_eu)))
         kernels = rng.integers(len(RESAMPLE_KERNELS), size=n_eu) if kernel_mix else np.zeros(n_eu, int)
         for i, f in enumerate(factors):
-            k = RESAMPLE_KERNELS[kernels[i]]
-            images.append(degrade(x[i : i + 1], f, k)[0] if f > 1.05 else x[i])
+            pair = RESAMPLE_KERNELS[kernels[i]]
+            images.append(degrade(x[i : i + 1], f, pair)[0] if f > 1.05 else x[i])
             gsds.append(10.0 * (f if f > 1.05 else 1.0))
     for k in range(n - n_eu):
         scene = naip[rng.integers(len(naip))] if k < n_naip else fine[rng.integers(len(fine))]
@@ -180,7 +180,8 @@ class GSDTrainConfig:
     seed: int = 0
     num_threads: int = 2
     eval_images: int = 600
-    # coarsen EuroSAT with mixed resampling kernels (RESAMPLE_KERNELS); False = bilinear both ways (the shipped one)
+    # coarsen EuroSAT with mixed resampling kernels (RESAMPLE_KERNELS); False = bilinear both ways (as the shipped
+    # predictor's first two stages were trained; its third used the mix: configs/eval/gsd_predictor-kmix.yaml)
     kernel_mix: bool = False
 
 
