@@ -4,6 +4,7 @@ model folder that ``rsgen train --set data.cache_only=true`` trains from, with n
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def test_cache_only_without_a_cache_is_a_clear_error(tmp_path):
     )
     with pytest.raises(ConfigError, match="cache_only"):
         train(cfg, progress=False)
+
+
+REMOTE_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "train").glob("remote_gpu*.sh"))
+
+
+@pytest.mark.parametrize("script", REMOTE_SCRIPTS, ids=lambda p: p.name)
+def test_remote_scripts_parse(script):
+    """The lent-GPU scripts run where nothing can be fixed mid-call: at least their syntax must hold."""
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def test_remote_last_step_reads_the_newest_checkpoint(tmp_path):
+    """remote_last_step (train/remote_gpu_lib.sh) decides how far the lagging ablation arms are resumed."""
+    lib = Path(__file__).resolve().parents[1] / "train" / "remote_gpu_lib.sh"
+    for name in ("step-0000250", "step-0002879", "step-0001000", "not-a-step"):
+        (tmp_path / "run" / "checkpoints" / name).mkdir(parents=True)
+    cmd = f'source "{lib}"; remote_last_step "{tmp_path / "run"}"; remote_last_step "{tmp_path / "none"}"'
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2879", "0"]
