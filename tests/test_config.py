@@ -64,3 +64,15 @@ def test_unknown_config_name_lists_known() -> None:
         load_config(Example, "nope")
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(Example, {}, overrides=["steps"])
+
+
+def test_every_shipped_training_config_loads() -> None:
+    """Each configs/*.yaml is a training config that loads as it stands (names and types checked)."""
+    from rsgen.paths import REPO_ROOT
+    from rsgen.training.config import TrainConfig
+
+    paths = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        cfg = load_config(TrainConfig, path.stem)
+        assert cfg.mode in ("vae", "base", "controlnet", "sr"), path.name
