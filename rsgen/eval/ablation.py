@@ -6,7 +6,9 @@ Every arm starts from the same seed, sees the same batches (the same latent cach
 number of steps, and is evaluated on the same class prompts and requested GSDs with :mod:`rsgen.eval.evaluate`;
 only ``metadata.style`` differs. Arms resume from their checkpoints, so a killed ablation continues where it
 stopped. An arm whose generated set already exists (``<output_dir>/<style>/generated/generated.jsonl``, e.g. arms
-trained and sampled on a lent GPU by ``train/remote_gpu_ablation.sh``) is evaluated without training. The comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``.
+trained and sampled on a lent GPU by ``train/remote_gpu_ablation.sh``) is evaluated without training. The
+comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``, with the arms side by side in
+``ablation.png``.
 """
 
 from __future__ import annotations

@@ -313,13 +313,14 @@ def _captioner_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) 
 
     idx = [i for i, s in enumerate(gen.samples) if s.prompt]
     path = None if config.captioner == "off" else (config.captioner or default_captioner())
-    if path is None or not idx:
-        if config.captioner == "off":
-            why = "switched off (captioner: off)"
-        elif path is None:
-            why = "no trained captioner given (captioner: path)"
-        else:
-            why = "no sample has a prompt"
+    why = None
+    if config.captioner == "off":
+        why = "switched off (captioner: off)"
+    elif path is None:
+        why = "no trained captioner given (captioner: path)"
+    elif not idx:
+        why = "no sample has a prompt"
+    if why is not None:
         report["not_measured"].append(f"captioner as judge: {why}")
         return
     try:
