@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # noqa: E402, F401
 
-from rsgen.errors import ConfigError  # noqa: E402
+from rsgen.errors import ConfigError, DataError  # noqa: E402
 from rsgen.models.text import load_text_encoder  # noqa: E402
 from rsgen.training import train  # noqa: E402
 from rsgen.training.remote_bundle import (  # noqa: E402
@@ -117,3 +117,60 @@ def test_remote_last_step_reads_the_newest_checkpoint(tmp_path):
     cmd = f'source "{lib}"; remote_last_step "{tmp_path / "run"}"; remote_last_step "{tmp_path / "none"}"'
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["2879", "0"]
+
+
+def test_pack_images_reproduces_the_datasets_pixels(tmp_path, fake_geotiff):
+    """An image pack decodes, through the training dataset, to exactly the pixels of the original records (window
+    read, GSD factor applied), keeps a JPEG's own bytes, splits the budget by source and skips a corrupt file."""
+    from PIL import Image
+
+    from rsgen.data.dataset import ImageCaptionDataset
+    from rsgen.training.remote_bundle import pack_images
+
+    tif = fake_geotiff("scene.tif", width=96, height=80)
+    rng = np.random.default_rng(0)
+    jpg = tmp_path / "tile.jpg"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpg, quality=90)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    meta = {"gsd_m": 10.0, "sensor": "Sentinel-2"}
+    records = [
+        {"id": "j1", "path": str(jpg), "split": "train", "source": "eurosat", "gsd_factor": 1.0, "metadata": meta},
+        {"id": "j2", "path": str(jpg), "split": "train", "source": "eurosat", "gsd_factor": 2.0,
+         "metadata": {**meta, "gsd_m": 20.0}},
+        {"id": "bad", "path": "broken.jpg", "split": "train", "source": "eurosat", "metadata": meta},
+        {"id": "t1", "path": str(tif), "window": [8, 4, 64, 64], "split": "train", "source": "naip",
+         "metadata": {"gsd_m": 2.0}},
+        {"id": "t2", "path": str(tif), "window": [0, 0, 64, 64], "gsd_factor": 2.0, "split": "train",
+         "source": "naip", "metadata": {"gsd_m": 4.0}},
+        {"id": "v", "path": str(jpg), "split": "val", "source": "eurosat", "metadata": meta},
+    ]  # fmt: skip
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"captions": ["a scene"], **r}) + "\n" for r in records))
+
+    facts = pack_images(manifest, tmp_path / "pack", max_bytes=10**7)
+    assert facts["images"] == 4 and facts["sources"]["eurosat"]["skipped"] == 1
+    packed = {
+        r["id"]: r for r in map(json.loads, (tmp_path / "pack" / "manifest.jsonl").read_text().splitlines())
+    }
+    assert set(packed) == {"j1", "j2", "t1", "t2"}
+    assert (tmp_path / "pack" / packed["j1"]["path"]).read_bytes() == jpg.read_bytes()
+    assert packed["t2"]["size"] == [32, 32] and packed["t2"]["window"] is None
+
+    def pixels(path: Path, rid: str) -> torch.Tensor:
+        ds = ImageCaptionDataset(path, image_size=64, random_caption=False)
+        i = next(k for k, r in enumerate(ds.records) if r["id"] == rid)
+        item = ds[i]
+        return item["pixel_values"], item["metadata"].gsd_m
+
+    for rid in packed:
+        want, got = pixels(manifest, rid), pixels(tmp_path / "pack" / "manifest.jsonl", rid)
+        assert torch.equal(want[0], got[0]) and want[1] == got[1], rid
+
+    # a budget that holds about one NAIP window: the eurosat share (0.9) fits both JPEG records, naip only one
+    one = (tmp_path / "pack" / packed["t1"]["path"]).stat().st_size
+    small = pack_images(
+        manifest, tmp_path / "small", max_bytes=int(one * 1.05 / 0.1), shares={"eurosat": 0.9, "naip": 0.1}
+    )
+    assert small["sources"]["naip"]["images"] <= 1
+    with pytest.raises(DataError, match="landsat"):
+        pack_images(manifest, tmp_path / "x", max_bytes=10**6, shares={"landsat": 1.0})

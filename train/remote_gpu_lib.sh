@@ -4,8 +4,8 @@
 # The machine has no dataset, no embedded MiniLM and no network; wheels it lacks (diffusers) are installed from
 # .whl/ when that folder exists.
 
-# remote_setup BUNDLE_TAR_GZ: install wheels, unpack the bundle into $RSGEN_REMOTE (latent-cache/, text-encoder/)
-remote_setup() {
+# remote_install: install the wheels from .whl/ (when present); environment for offline runs; $RSGEN_REMOTE
+remote_install() {
   export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -15,6 +15,12 @@ remote_setup() {
   fi
   export RSGEN_REMOTE=/tmp/rsgen-remote
   mkdir -p "$RSGEN_REMOTE"
+}
+
+# remote_setup BUNDLE_TAR_GZ: remote_install, then unpack the bundle into $RSGEN_REMOTE (latent-cache/,
+# text-encoder/)
+remote_setup() {
+  remote_install
   tar xzf "$1" -C "$RSGEN_REMOTE"
   python3 -m rsgen.training.remote_bundle unpack "$RSGEN_REMOTE/bundle" "$RSGEN_REMOTE" | tail -n 4
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
@@ -54,10 +60,11 @@ remote_generate() {
   return $rc
 }
 
-# remote_export_run RUN_DIR DEST_DIR: the run without checkpoints: model/ in float16 without vae/ and the text
-# encoder, samples/, TensorBoard logs, config.yaml, train.log
+# remote_export_run RUN_DIR DEST_DIR [keep-vae]: the run without checkpoints: model/ in float16 without the text
+# encoder and (unless keep-vae: an autoencoder run) without vae/, samples/, TensorBoard logs, config.yaml,
+# train.log
 remote_export_run() {
-  local run=$1 dest=$2
+  local run=$1 dest=$2 keep=${3:-}
   mkdir -p "$dest"
   cp -r "$run/model" "$dest/model"
   python3 - "$dest/model" <<'PY'
@@ -67,7 +74,8 @@ from safetensors.torch import load_file, save_file
 for f in Path(sys.argv[1]).rglob("*.safetensors"):  # float16 for the trip back
     save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(str(f)).items()}, str(f))
 PY
-  rm -rf "$dest/model/vae" "$dest/model/text_encoder" "$dest/model/tokenizer"
+  rm -rf "$dest/model/text_encoder" "$dest/model/tokenizer"
+  [ "$keep" = keep-vae ] || rm -rf "$dest/model/vae"
   remote_export_logs "$run" "$dest"
 }
 

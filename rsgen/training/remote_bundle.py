@@ -15,6 +15,12 @@ that ``rsgen train --set data.cache_only=true data.cache_dir=... text.encoder=..
   per output row. Its hidden states match the original's to a cosine similarity :func:`pack` measures and
   records in ``bundle.json``; texts with words outside the kept vocabulary are read with [UNK] pieces.
 
+* **Images** (for runs that read pixels, e.g. an autoencoder): :func:`pack_images` copies a sample of a
+  manifest's records, each decoded the way the training dataset decodes it (window read, bands picked, GSD
+  factor applied) and saved losslessly as PNG (or, for a plain image file that needs none of that, its own
+  bytes), with a manifest of relative paths; a byte budget is shared between the sources, so that a minority
+  source can be oversampled. The remote machine then needs no rasterio and no dataset.
+
 The remote run is a transport format only: export the trained model there and pair it here with the real
 text encoder (the exported UNet never stores the text encoder).
 """
@@ -22,6 +28,7 @@ text encoder (the exported UNet never stores the text encoder).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import shutil
@@ -275,6 +282,109 @@ def subsample_mask(
     return keep
 
 
+# ------------------------------------------------------------------------------------------------- images
+def _as_is(record: dict[str, Any], path: Path) -> bool:
+    """Whether the training dataset would decode this record's file unchanged (so its bytes can travel)."""
+    from rsgen.data.images import TIFF_SUFFIXES
+
+    return (
+        record.get("window") is None
+        and not record.get("bands")
+        and float(record.get("gsd_factor") or 1.0) == 1.0
+        and path.suffix.lower() not in TIFF_SUFFIXES
+    )
+
+
+def pack_images(
+    manifest: str | Path,
+    out_dir: str | Path,
+    max_bytes: int,
+    shares: dict[str, float] | None = None,
+    split: str = "train",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Copy a random sample of ``manifest``'s ``split`` records into ``out_dir`` (``images/``,
+    ``manifest.jsonl`` with paths relative to it, ``images.json``), at most ``max_bytes`` of image files in
+    all; ``shares``: fraction of the budget per source (default: in proportion to the record counts). Each
+    image is stored as the training dataset would decode it before resizing: window read, bands picked and GSD
+    factor applied (the record then says ``gsd_factor`` 1 and its own ``size``; its metadata is unchanged,
+    since a record's GSD is already that of the factored image). Unreadable records are skipped and counted."""
+    from PIL import Image
+
+    from rsgen.data.images import SampleError, load_image
+    from rsgen.data.manifest import iter_manifest, resolve_path
+
+    manifest, out_dir = Path(manifest), Path(out_dir)
+    records = [r for r in iter_manifest(manifest) if r.get("split") == split]
+    if not records:
+        raise DataError(f"{manifest}: no records of split {split!r}")
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_source.setdefault(str(r.get("source", "")), []).append(r)
+    if shares is None:
+        shares = {s: len(rs) / len(records) for s, rs in by_source.items()}
+    unknown = sorted(set(shares) - set(by_source))
+    if unknown:
+        raise DataError(f"{manifest}: no {split} records of source(s) {unknown} (have {sorted(by_source)})")
+    total = sum(shares.values())
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, dict[str, int]] = {}
+    for source in sorted(shares):
+        budget, used, skipped = max_bytes * shares[source] / total, 0, 0
+        group = by_source[source]
+        for i in rng.permutation(len(group)):
+            rec = group[int(i)]
+            src = resolve_path(rec, manifest.parent)
+            name = f"images/{len(rows):06d}"
+            try:
+                loaded = load_image(
+                    src, rec.get("window"), rec.get("bands"), float(rec.get("gsd_factor") or 1.0)
+                )
+                size = [int(loaded.array.shape[1]), int(loaded.array.shape[0])]
+                if _as_is(rec, src):  # decodes (checked above) to the same pixels: its own, smaller bytes
+                    data, name = src.read_bytes(), name + src.suffix.lower()
+                else:
+                    buf = io.BytesIO()
+                    Image.fromarray(loaded.array).save(buf, format="PNG", optimize=True)
+                    data, name = buf.getvalue(), name + ".png"
+            except (SampleError, OSError) as e:
+                log.warning("skipped %s: %s", rec.get("id"), e)
+                skipped += 1
+                continue
+            if used + len(data) > budget:
+                break
+            (out_dir / name).write_bytes(data)
+            used += len(data)
+            rows.append({**rec, "path": name, "window": None, "bands": None, "gsd_factor": 1.0, "size": size})
+        counts[source] = {
+            "images": sum(r.get("source") == source for r in rows),
+            "bytes": used,
+            "skipped": skipped,
+        }
+    with atomic_path(out_dir / "manifest.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    facts = {
+        "version": BUNDLE_VERSION,
+        "manifest": str(manifest),
+        "split": split,
+        "images": len(rows),
+        "sources": counts,
+    }
+    atomic_write_json(out_dir / "images.json", facts)
+    return facts
+
+
+def _share(text: str) -> tuple[str, float]:
+    """``SOURCE=F`` -> (source, F)."""
+    try:
+        source, frac = text.split("=")
+        return source, float(frac)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--share {text!r}: expected SOURCE=FRACTION") from e
+
+
 def _fraction(text: str) -> tuple[tuple[str, float], float]:
     """``SENSOR@GSD=F`` -> ((sensor, gsd), F)."""
     try:
@@ -308,9 +418,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     u = sub.add_parser("unpack", help="unpack BUNDLE_DIR into OUT_DIR/latent-cache and OUT_DIR/text-encoder")
     u.add_argument("bundle_dir")
     u.add_argument("out_dir")
+    m = sub.add_parser(
+        "pack-images", help="pack a sample of MANIFEST's images into OUT_DIR (runs that read pixels)"
+    )
+    m.add_argument("manifest", help="a curated manifest.jsonl")
+    m.add_argument("out_dir", help="folder to write (images/, manifest.jsonl, images.json)")
+    m.add_argument(
+        "--max-mb", type=float, required=True, help="budget for the image files, in MB (10^6 bytes)"
+    )
+    m.add_argument(
+        "--share",
+        type=_share,
+        nargs="*",
+        default=[],
+        help="SOURCE=F: that source's share of the budget (e.g. eurosat_train=0.6 naip=0.3 landsat=0.1); "
+        "default: in proportion to the record counts",
+    )
+    m.add_argument("--split", default="train", help="records of this split (default: train)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "pack":
+    if args.command == "pack-images":
+        facts = pack_images(
+            args.manifest,
+            args.out_dir,
+            int(args.max_mb * 1e6),
+            dict(args.share) or None,
+            args.split,
+            args.seed,
+        )
+    elif args.command == "pack":
         keep = subsample_mask(args.cache_dir, dict(args.fraction)) if args.fraction else None
         facts = pack(args.cache_dir, args.out_dir, args.prompts, keep, text_encoder=args.text_encoder)
     else:
@@ -327,6 +464,7 @@ __all__ = [
     "cache_texts",
     "dequantize_mean",
     "pack",
+    "pack_images",
     "pack_latent_cache",
     "pack_text_encoder",
     "quantize_mean",
