@@ -44,8 +44,10 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
     cache = first / "latent-cache"
     keep = np.ones(12, bool)
     keep[[3, 7]] = False
-    facts = pack(cache, tmp_path / "bundle", extra_texts=["a preview prompt about wetlands"], keep=keep)
-    assert facts["samples"] == 10
+    facts = pack(
+        cache, tmp_path / "bundle", extra_texts=["a preview prompt about wetlands"], keep=keep, vae=first / "model"
+    )
+    assert facts["samples"] == 10 and facts["vae"]["decoder_parameters"] > 0
     te = facts["text_encoder"]
     assert te["vocab_kept"] < 200 and te["token_cosine_mean"] > 0.999
     assert not (tmp_path / "bundle" / "text-encoder" / "model.safetensors").exists()  # packed weights only
@@ -60,6 +62,15 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
     assert (err <= span / 510 + 2e-3).all()
     assert restored["std"].shape == restored["mean"].shape
     assert set(cache_texts(out / "latent-cache")) <= set(cache_texts(cache))
+
+    # The autoencoder travels as its decoder: the unpacked one decodes as the original (float16 weights).
+    from rsgen.models.vae import load_vae
+
+    vae, remote_vae = load_vae(first / "model"), load_vae(out / "vae")
+    z = torch.randn(2, vae.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(vae.decode(z).sample, remote_vae.decode(z).sample, atol=2e-2)
+    assert remote_vae.config.scaling_factor == vae.config.scaling_factor
 
     # subsample_mask keeps a fraction of one (sensor, GSD) group and every sample of the others.
     rows = [
@@ -85,6 +96,7 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
             "data.cache_only": "true",
             "data.cache_dir": str(out / "latent-cache"),
             "text.encoder": str(out / "text-encoder"),
+            "vae.pretrained": str(out / "vae"),
         },
     )
     result = train(cfg, progress=False)

@@ -18,15 +18,17 @@ remote_install() {
 }
 
 # remote_setup BUNDLE_TAR_GZ: remote_install, then unpack the bundle into $RSGEN_REMOTE (latent-cache/,
-# text-encoder/)
+# text-encoder/, and vae/ when the bundle holds an autoencoder's decoder: then $RSGEN_VAE names it)
 remote_setup() {
   remote_install
   tar xzf "$1" -C "$RSGEN_REMOTE"
   python3 -m rsgen.training.remote_bundle unpack "$RSGEN_REMOTE/bundle" "$RSGEN_REMOTE" | tail -n 4
+  if [ -d "$RSGEN_REMOTE/vae" ]; then export RSGEN_VAE=$RSGEN_REMOTE/vae; fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 }
 
-# remote_train RUN_DIR MINUTES [KEY=VALUE ...]: train the base model (config `default`) from the unpacked bundle;
+# remote_train RUN_DIR MINUTES [KEY=VALUE ...]: train the base model (config `default`) from the unpacked bundle,
+# with the bundle's autoencoder ($RSGEN_VAE) or else the shipped one;
 # MINUTES may be "" (no time limit: max_steps only). Log: RUN_DIR.log, copied to RUN_DIR/train.log.
 remote_train() {
   local run=$1 minutes=$2
@@ -36,7 +38,7 @@ remote_train() {
   mkdir -p "$(dirname "$run")"
   python3 -m rsgen train --config default --output-dir "$run" "${limit[@]}" --no-progress \
     --set data.cache_only=true data.cache_dir="$RSGEN_REMOTE/latent-cache" text.encoder="$RSGEN_REMOTE/text-encoder" \
-    vae.pretrained=assets/default-model "$@" >>"$run.log" 2>&1
+    vae.pretrained="${RSGEN_VAE:-assets/default-model}" "$@" >>"$run.log" 2>&1
   local rc=$?
   cp "$run.log" "$run/train.log" 2>/dev/null || true
   return $rc

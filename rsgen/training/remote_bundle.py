@@ -15,6 +15,11 @@ that ``rsgen train --set data.cache_only=true data.cache_dir=... text.encoder=..
   per output row. Its hidden states match the original's to a cosine similarity :func:`pack` measures and
   records in ``bundle.json``; texts with words outside the kept vocabulary are read with [UNK] pieces.
 
+* **Autoencoder** (optional, when the run's VAE is not in the repository): only its decoding half
+  (``decoder``, ``post_quant_conv``) in float16, about 60 % of the weights; the remote side fills the encoder
+  with a seeded random initialisation, never used there (the latents are cached), so that the folder loads as
+  a standard ``AutoencoderKL`` for previews, export and generation. Pair the exported model with the real
+  autoencoder here.
 * **Images** (for runs that read pixels, e.g. an autoencoder): :func:`pack_images` copies a sample of a
   manifest's records, each decoded the way the training dataset decodes it (window read, bands picked, GSD
   factor applied) and saved losslessly as PNG (or, for a plain image file that needs none of that, its own
@@ -230,6 +235,41 @@ def text_fidelity(
     return {"token_cosine_mean": float(cos.mean()), "token_cosine_min": float(cos.min())}
 
 
+# ------------------------------------------------------------------------------------------- autoencoder
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+
+
+def pack_vae_decoder(vae_path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Write the decoding half of the autoencoder at ``vae_path`` (its config, and ``decoder`` +
+    ``post_quant_conv`` weights in float16) to ``out_dir``; returns its parameter count."""
+    from rsgen.models.vae import load_vae
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vae = load_vae(vae_path)
+    state = {k: v.half().contiguous() for k, v in vae.state_dict().items() if k.startswith(DECODER_PREFIXES)}
+    with atomic_path(out_dir / "decoder.safetensors") as tmp:
+        save_file(state, str(tmp))
+    vae.save_config(out_dir)
+    return {"decoder_parameters": sum(v.numel() for v in state.values())}
+
+
+def unpack_vae_decoder(packed_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """A loadable ``AutoencoderKL`` folder at ``out_dir`` from :func:`pack_vae_decoder`'s: the packed decoder
+    (float32) and a seeded random encoder, which must not encode anything (transport only)."""
+    from diffusers import AutoencoderKL
+
+    packed_dir = Path(packed_dir)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(packed_dir))
+    state = {k: v.float() for k, v in load_file(str(packed_dir / "decoder.safetensors")).items()}
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    if unexpected or any(k.startswith(DECODER_PREFIXES) for k in missing):
+        raise DataError(f"{packed_dir}: decoder weights do not match its config.json")
+    vae.save_pretrained(out_dir, safe_serialization=True)
+    return Path(out_dir)
+
+
 # ------------------------------------------------------------------------------------------------ bundle
 def pack(
     cache_dir: str | Path,
@@ -238,9 +278,11 @@ def pack(
     keep: np.ndarray | None = None,
     text_encoder: str | Path | None = None,
     fidelity_texts: int = 256,
+    vae: str | Path | None = None,
 ) -> dict[str, Any]:
     """Pack a latent cache and the text encoder into ``out_dir`` (``latents/``, ``text-encoder/``,
-    ``bundle.json``); ``extra_texts``: prompts the remote run also encodes (sample previews)."""
+    ``bundle.json``); ``extra_texts``: prompts the remote run also encodes (sample previews); ``vae``: also the
+    decoding half of this autoencoder (``vae-decoder/``), for a run whose VAE the remote repository lacks."""
     from rsgen.models.text import load_text_encoder
 
     out_dir = Path(out_dir)
@@ -251,18 +293,24 @@ def pack(
     rng = np.random.default_rng(0)
     sample = [texts[i] for i in rng.choice(len(texts), min(fidelity_texts, len(texts)), replace=False)]
     text_facts.update(text_fidelity((tokenizer, model), out_dir / "text-encoder", sample))
+    vae_facts = pack_vae_decoder(vae, out_dir / "vae-decoder") if vae is not None else None
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     facts = {"version": BUNDLE_VERSION, "samples": n, "bytes": size, "text_encoder": text_facts}
+    if vae_facts is not None:
+        facts["vae"] = {"source": str(vae), **vae_facts}
     atomic_write_json(out_dir / "bundle.json", facts)
     return facts
 
 
 def unpack(bundle_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Restore ``<out_dir>/latent-cache`` and ``<out_dir>/text-encoder`` from a bundle."""
+    """Restore ``<out_dir>/latent-cache``, ``<out_dir>/text-encoder`` and (when packed) ``<out_dir>/vae`` from a
+    bundle."""
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     facts = json.loads((bundle_dir / "bundle.json").read_text())
     n = unpack_latent_cache(bundle_dir / "latents", out_dir / "latent-cache")
     unpack_text_encoder(bundle_dir / "text-encoder", out_dir / "text-encoder")
+    if (bundle_dir / "vae-decoder").is_dir():
+        unpack_vae_decoder(bundle_dir / "vae-decoder", out_dir / "vae")
     return {**facts, "unpacked_samples": n}
 
 
@@ -415,6 +463,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="SENSOR@GSD=F: send only a random fraction F of that group (e.g. Sentinel-2@20=0.3), to fit a limit",
     )
+    p.add_argument(
+        "--vae",
+        default=None,
+        help="also send the decoding half of this autoencoder (a run whose VAE the remote repository lacks; "
+        "unpacked to OUT_DIR/vae)",
+    )
     u = sub.add_parser("unpack", help="unpack BUNDLE_DIR into OUT_DIR/latent-cache and OUT_DIR/text-encoder")
     u.add_argument("bundle_dir")
     u.add_argument("out_dir")
@@ -449,7 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     elif args.command == "pack":
         keep = subsample_mask(args.cache_dir, dict(args.fraction)) if args.fraction else None
-        facts = pack(args.cache_dir, args.out_dir, args.prompts, keep, text_encoder=args.text_encoder)
+        facts = pack(
+            args.cache_dir, args.out_dir, args.prompts, keep, text_encoder=args.text_encoder, vae=args.vae
+        )
     else:
         facts = unpack(args.bundle_dir, args.out_dir)
     print(json.dumps(facts, indent=1))
@@ -467,9 +523,11 @@ __all__ = [
     "pack_images",
     "pack_latent_cache",
     "pack_text_encoder",
+    "pack_vae_decoder",
     "quantize_mean",
     "subsample_mask",
     "unpack",
     "unpack_latent_cache",
     "unpack_text_encoder",
+    "unpack_vae_decoder",
 ]
