@@ -45,7 +45,11 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
     keep = np.ones(12, bool)
     keep[[3, 7]] = False
     facts = pack(
-        cache, tmp_path / "bundle", extra_texts=["a preview prompt about wetlands"], keep=keep, vae=first / "model"
+        cache,
+        tmp_path / "bundle",
+        extra_texts=["a preview prompt about wetlands"],
+        keep=keep,
+        vae=first / "model",
     )
     assert facts["samples"] == 10 and facts["vae"]["decoder_parameters"] > 0
     te = facts["text_encoder"]
