@@ -469,7 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also send the decoding half of this autoencoder (a run whose VAE the remote repository lacks; "
         "unpacked to OUT_DIR/vae)",
     )
-    u = sub.add_parser("unpack", help="unpack BUNDLE_DIR into OUT_DIR/latent-cache and OUT_DIR/text-encoder")
+    u = sub.add_parser(
+        "unpack", help="unpack BUNDLE_DIR into OUT_DIR/latent-cache, OUT_DIR/text-encoder (and OUT_DIR/vae)"
+    )
     u.add_argument("bundle_dir")
     u.add_argument("out_dir")
     m = sub.add_parser(
