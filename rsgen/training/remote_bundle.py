@@ -446,7 +446,7 @@ def _fraction(text: str) -> tuple[tuple[str, float], float]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rsgen.training.remote_bundle",
-        description="Pack a latent cache + text encoder for a remote GPU run, or unpack such a bundle there.",
+        description="Pack a latent cache + text encoder (+ decoder) or a sample of images for a remote GPU run, or unpack a bundle there.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="pack CACHE_DIR into OUT_DIR")
