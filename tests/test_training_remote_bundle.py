@@ -57,7 +57,11 @@ def test_pack_unpack_and_train_from_the_cache_alone(tmp_path):
     assert not (tmp_path / "bundle" / "text-encoder" / "model.safetensors").exists()  # packed weights only
 
     out = tmp_path / "remote"
+    rng_state = torch.random.get_rng_state()
     assert unpack(tmp_path / "bundle", out)["unpacked_samples"] == 10
+    assert torch.equal(
+        torch.random.get_rng_state(), rng_state
+    )  # the seeded encoder leaves the caller's RNG alone
     original = load_file(str(next(cache.glob("shard-*.safetensors"))))
     restored = load_file(str(next((out / "latent-cache").glob("shard-*.safetensors"))))
     idx = torch.from_numpy(np.flatnonzero(keep))
@@ -165,6 +169,7 @@ def test_pack_images_reproduces_the_datasets_pixels(tmp_path, fake_geotiff):
 
     facts = pack_images(manifest, tmp_path / "pack", max_bytes=10**7)
     assert facts["images"] == 4 and facts["sources"]["eurosat"]["skipped"] == 1
+    assert sum(v["images"] for v in facts["sources"].values()) == facts["images"]
     packed = {
         r["id"]: r for r in map(json.loads, (tmp_path / "pack" / "manifest.jsonl").read_text().splitlines())
     }
@@ -188,5 +193,11 @@ def test_pack_images_reproduces_the_datasets_pixels(tmp_path, fake_geotiff):
         manifest, tmp_path / "small", max_bytes=int(one * 1.05 / 0.1), shares={"eurosat": 0.9, "naip": 0.1}
     )
     assert small["sources"]["naip"]["images"] <= 1
+    # a record without a source is counted under "" (the default shares cover every source, named or not)
+    nameless = tmp_path / "nameless.jsonl"
+    nameless.write_text(json.dumps({"id": "n", "path": str(jpg), "split": "train", "captions": ["x"]}) + "\n")
+    assert pack_images(nameless, tmp_path / "nameless", max_bytes=10**6)["sources"] == {
+        "": {"images": 1, "bytes": jpg.stat().st_size, "skipped": 0}
+    }
     with pytest.raises(DataError, match="landsat"):
         pack_images(manifest, tmp_path / "x", max_bytes=10**6, shares={"landsat": 1.0})

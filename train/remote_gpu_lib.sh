@@ -4,7 +4,8 @@
 # The machine has no dataset, no embedded MiniLM and no network; wheels it lacks (diffusers) are installed from
 # .whl/ when that folder exists.
 
-# remote_install: install the wheels from .whl/ (when present); environment for offline runs; $RSGEN_REMOTE
+# remote_install: install the wheels from .whl/ (when present); environment for offline runs; $RSGEN_REMOTE;
+# prints the GPU
 remote_install() {
   export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   if [ -d .whl ]; then
@@ -15,6 +16,7 @@ remote_install() {
   fi
   export RSGEN_REMOTE=/tmp/rsgen-remote
   mkdir -p "$RSGEN_REMOTE"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 }
 
 # remote_setup BUNDLE_TAR_GZ: remote_install, then unpack the bundle into $RSGEN_REMOTE (latent-cache/,
@@ -24,7 +26,6 @@ remote_setup() {
   tar xzf "$1" -C "$RSGEN_REMOTE"
   python3 -m rsgen.training.remote_bundle unpack "$RSGEN_REMOTE/bundle" "$RSGEN_REMOTE" | tail -n 4
   if [ -d "$RSGEN_REMOTE/vae" ]; then export RSGEN_VAE=$RSGEN_REMOTE/vae; fi
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 }
 
 # remote_train RUN_DIR MINUTES [KEY=VALUE ...]: train the base model (config `default`) from the unpacked bundle,

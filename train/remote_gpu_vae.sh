@@ -22,7 +22,6 @@ manifest=$(ls "$RSGEN_REMOTE"/*/manifest.jsonl | head -n 1)
 set -f  # the overrides below may hold [..] lists: no globbing
 runs=$RSGEN_REMOTE/vae-runs
 mkdir -p "$runs"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 names=()
 for arm in "$@"; do
   name=${arm%%:*} sets=${arm#*:}

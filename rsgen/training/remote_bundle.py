@@ -260,8 +260,9 @@ def unpack_vae_decoder(packed_dir: str | Path, out_dir: str | Path, seed: int = 
     from diffusers import AutoencoderKL
 
     packed_dir = Path(packed_dir)
-    torch.manual_seed(seed)
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(packed_dir))
+    with torch.random.fork_rng(devices=[]):  # a seeded encoder without moving the caller's random state
+        torch.manual_seed(seed)
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(packed_dir))
     state = {k: v.float() for k, v in load_file(str(packed_dir / "decoder.safetensors")).items()}
     missing, unexpected = vae.load_state_dict(state, strict=False)
     if unexpected or any(k.startswith(DECODER_PREFIXES) for k in missing):
@@ -380,7 +381,7 @@ def pack_images(
     rows: list[dict[str, Any]] = []
     counts: dict[str, dict[str, int]] = {}
     for source in sorted(shares):
-        budget, used, skipped = max_bytes * shares[source] / total, 0, 0
+        budget, used, skipped, packed = max_bytes * shares[source] / total, 0, 0, 0
         group = by_source[source]
         for i in rng.permutation(len(group)):
             rec = group[int(i)]
@@ -405,12 +406,9 @@ def pack_images(
                 break
             (out_dir / name).write_bytes(data)
             used += len(data)
+            packed += 1
             rows.append({**rec, "path": name, "window": None, "bands": None, "gsd_factor": 1.0, "size": size})
-        counts[source] = {
-            "images": sum(r.get("source") == source for r in rows),
-            "bytes": used,
-            "skipped": skipped,
-        }
+        counts[source] = {"images": packed, "bytes": used, "skipped": skipped}
     with atomic_path(out_dir / "manifest.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     facts = {
