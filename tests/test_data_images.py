@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from data_fixtures import save_jpeg, textured, write_geotiff
 
-from rsgen.data.images import SampleError, downsample, load_image, true_gsd_factor
+from rsgen.data.images import SampleError, load_image
 
 
 def test_jpeg_roundtrip_and_window(tmp_path):
@@ -55,18 +55,6 @@ def test_band_selection_nodata_and_stretch(tmp_path):
     with pytest.raises(SampleError) as e:
         load_image(p, bands=[5])
     assert e.value.reason == "bad_bands"
-
-
-def test_gsd_downsample_keeps_nodata_out():
-    rgb = np.full((64, 64, 3), 200, np.uint8)
-    valid = np.ones((64, 64), bool)
-    valid[:, :32] = False
-    rgb[~valid] = 0
-    out, v = downsample(rgb, valid, 2.0)
-    assert out.shape == (32, 32, 3)
-    assert (out[:, 16:] == 200).all()  # nodata zeros did not darken valid pixels
-    assert not v[:, :16].any() and v[:, 16:].all()
-    assert true_gsd_factor(64, 64, 3.0) == pytest.approx(64 / 21)
 
 
 def test_gsd_factor_load(tmp_path):

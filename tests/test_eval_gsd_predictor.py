@@ -44,6 +44,18 @@ def test_resample_window_and_degrade_shapes() -> None:
     assert not torch.allclose(outs[("area", "bicubic")], outs[("bilinear", "bilinear")], atol=1e-3)
 
 
+def test_kernel_mix_draws_the_rule_for_its_share_and_nearest_enlargement_makes_blocks() -> None:
+    from rsgen.eval.gsd_predictor import KERNEL_MIX_RULE_SHARE, RULE, _pick_kernels
+
+    assert _pick_kernels(np.random.default_rng(0), 5, kernel_mix=False) == [RULE] * 5
+    picks = _pick_kernels(np.random.default_rng(0), 4000, kernel_mix=True)
+    assert np.mean([p == RULE for p in picks]) == pytest.approx(KERNEL_MIX_RULE_SHARE, abs=0.03)
+    assert set(picks) == set(RESAMPLE_KERNELS)  # every pair is drawn, nearest-neighbour enlargement included
+    x = torch.rand(1, 3, 64, 64)
+    blocks = degrade(x, 4.0, ("bilinear", "nearest"))  # 16 px shown at 64: 4 x 4 blocks of one value
+    assert torch.equal(blocks, blocks[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1))
+
+
 def test_kernel_mix_varies_how_eurosat_is_coarsened() -> None:
     eurosat = (np.random.default_rng(0).random((8, 64, 64, 3)) * 255).astype(np.uint8)
     scene = GeoScene("fake", torch.rand(3, 300, 300), gsd_m=1.0)

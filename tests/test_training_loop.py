@@ -211,3 +211,19 @@ def test_sampler_resumes_mid_epoch_and_shards():
     r0, r1 = ResumableSampler(20, 4, 3, 0, 2), ResumableSampler(20, 4, 3, 1, 2)
     a, b = list(r0), list(r1)
     assert len(a) == len(b) == 8 and not set(a) & set(b)
+
+
+def test_latent_cache_is_rebuilt_when_the_resampling_rule_changes(tmp_path, monkeypatch):
+    import json
+
+    import rsgen.training.loop as loop
+
+    ds = FakeImageCaptionDataset(8, 32)
+    train(tiny_config(tmp_path / "a", max_steps=1), ds, progress=False)
+    before = json.loads((tmp_path / "a" / "latent-cache" / "cache.json").read_text())["fingerprint"]
+    train(tiny_config(tmp_path / "b", max_steps=1), ds, progress=False)
+    same = json.loads((tmp_path / "b" / "latent-cache" / "cache.json").read_text())["fingerprint"]
+    monkeypatch.setattr(loop, "RESAMPLING_RULE", "another rule")
+    train(tiny_config(tmp_path / "c", max_steps=1), ds, progress=False)
+    other = json.loads((tmp_path / "c" / "latent-cache" / "cache.json").read_text())["fingerprint"]
+    assert before == same != other  # a cache made under another rule holds other pixels: never reused

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from rsgen.data.images import load_image
 from rsgen.data.manifest import SPLITS, iter_manifest, record_defaults, record_metadata, resolve_path
+from rsgen.data.resampling import show_at
 from rsgen.errors import DataError
 from rsgen.metadata import Metadata
 
@@ -48,8 +48,7 @@ def crop_resize(array: np.ndarray, height: int, width: int) -> tuple[np.ndarray,
     crop = array[top : top + ch, left : left + cw]
     if (ch, cw) == (height, width):
         return np.ascontiguousarray(crop), 1.0
-    resample = Image.Resampling.LANCZOS if ch > height or cw > width else Image.Resampling.BICUBIC
-    out = np.asarray(Image.fromarray(crop).resize((width, height), resample))
+    out = show_at(crop, height, width)
     sy, sx = ch / height, cw / width
     return out, sy if sy == sx else math.sqrt(sy * sx)
 

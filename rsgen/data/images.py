@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rsgen.data.resampling import coarsen
 from rsgen.errors import DataError
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".gtiff")
@@ -69,8 +69,9 @@ def load_image(
     """Decode ``path`` (or ``data``, its bytes) to RGB uint8.
 
     window: ``[col_off, row_off, width, height]`` in source pixels. bands: 1-based band indexes giving R, G, B
-    (one band gives a grey image); default: the first three bands (or the only one). gsd_factor: > 1 averages
-    blocks of pixels down to ``round(size / factor)``, i.e. the same ground at a coarser GSD.
+    (one band gives a grey image); default: the first three bands (or the only one). gsd_factor: > 1 makes the
+    same ground ``factor`` times coarser (``round(size / factor)`` pixels) with the shared rule,
+    :func:`rsgen.data.resampling.coarsen`.
     Non-uint8 data are stretched to uint8 between the 2nd and 98th percentile of the valid pixels per band.
     """
     path = Path(path)
@@ -83,7 +84,7 @@ def load_image(
     rgb = _to_uint8_rgb(bands_hwc, valid)
     source_size = (rgb.shape[1], rgb.shape[0])
     if gsd_factor != 1.0:
-        rgb, valid = downsample(rgb, valid, gsd_factor)
+        rgb, valid = coarsen(rgb, valid, gsd_factor)
     if not rgb.flags.writeable:
         rgb = rgb.copy()
     rgb[~valid] = 0
@@ -188,29 +189,6 @@ def _to_uint8_rgb(arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
     elif arr.shape[2] == 2:
         arr = np.concatenate([arr, arr[:, :, :1]], axis=2)
     return np.ascontiguousarray(arr[:, :, :3])
-
-
-def downsample(rgb: np.ndarray, valid: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Area-average (H, W, 3) uint8 to ``round(H / factor) x round(W / factor)``: the same ground at a coarser
-    GSD. Nodata pixels do not bleed into valid ones; an output pixel is valid when most of its area was."""
-    if factor <= 0 or not math.isfinite(factor):
-        raise DataError(f"gsd_factor={factor}: expected a positive number")
-    h, w = rgb.shape[:2]
-    nw, nh = max(1, round(w / factor)), max(1, round(h / factor))
-    weight = valid.astype(np.float32)
-    num = np.asarray(Image.fromarray(weight, mode="F").resize((nw, nh), Image.Resampling.BOX))
-    chans = []
-    for c in range(3):
-        band = Image.fromarray(rgb[:, :, c].astype(np.float32) * weight, mode="F")
-        chans.append(np.asarray(band.resize((nw, nh), Image.Resampling.BOX)))
-    out = np.stack(chans, axis=-1) / np.maximum(num, 1e-6)[:, :, None]
-    return np.clip(out, 0, 255).round().astype(np.uint8), num >= 0.5
-
-
-def true_gsd_factor(width: int, height: int, factor: float) -> float:
-    """The exact resampling factor :func:`downsample` applies (sizes are rounded to whole pixels)."""
-    nw, nh = max(1, round(width / factor)), max(1, round(height / factor))
-    return math.sqrt((width / nw) * (height / nh))
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -5,7 +5,11 @@ Trained on real imagery resampled to known GSDs:
 * NAIP tiles (5 m): windows of ``64 * f`` pixels resized to 64 -> true GSD ``5 f`` m (5-55 m), the same scene
   at a coarser resolution; six years train, two years (2018, 2019) are held out;
 * high-resolution aerial scenes (0.1-1 m): windows resized the same way -> 0.1-4.7 m;
-* EuroSAT (10 m): downsampled by ``f`` and resized back to 64 -> effective resolution ``10 f`` m (10-40 m).
+* EuroSAT (10 m): coarsened by ``f`` and shown at 64 again -> effective resolution ``10 f`` m (10-40 m).
+
+Every resampling here is the training data's own rule (:mod:`rsgen.data.resampling`), so the real references at
+20 m are the same kind of pixels as the curated 20 m copies a model learns from; training also mixes in other
+kernels (:data:`RESAMPLE_KERNELS`, nearest-neighbour enlargement included).
 
 So "GSD" here is the effective resolution of a 64x64 image: object scale and blur both move it. The network
 is an :class:`~rsgen.eval.feature_net.RSResNet` with one output (``log GSD``), initialised from the RS feature
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rsgen.data.resampling import coarsen_shown, show_at
 from rsgen.errors import DataError, WeightsNotFoundError
 from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar, save_trained_model, to_nchw
 from rsgen.eval.metadata_faithfulness import MetadataFaithfulness, metadata_faithfulness
@@ -92,41 +97,70 @@ def load_gsd_scenes(held_out: bool = False) -> list[GeoScene]:
 
 
 def resample_window(scene: GeoScene, target_gsd: float, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random window of ``scene`` resampled (antialiased) to ``size`` px at ``target_gsd``. -> (3, S, S)."""
+    """A random window of ``scene`` shown at ``size`` px, i.e. at ``target_gsd``, with the shared rule
+    (:func:`rsgen.data.resampling.show_at`: Lanczos when shrinking), as the training dataset shows a curated
+    window. -> (3, S, S) float 0-1."""
     _, h, w = scene.pixels.shape
     win = int(round(size * target_gsd / scene.gsd_m))
     win = max(size // 4, min(win, h, w))
     for _ in range(20):  # avoid windows over the tile's nodata border (all-zero pixels)
         r, c = rng.integers(0, h - win + 1), rng.integers(0, w - win + 1)
-        crop = scene.pixels[None, :, r : r + win, c : c + win]  # (1, 3, win, win)
-        if (crop.amax(dim=1) == 0).float().mean() < 0.01:
+        crop = scene.pixels[:, r : r + win, c : c + win]  # (3, win, win)
+        if (crop.amax(dim=0) == 0).float().mean() < 0.01:
             break
-    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    hwc = (crop.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()  # (win, win, 3)
+    return torch.from_numpy(show_at(hwc, size, size).copy()).permute(2, 0, 1).float() / 255.0
 
 
-# How an image is coarsened and shown again at its size: (down, up) interpolation modes of F.interpolate.
-# "bilinear" down is antialiased; "area" is box averaging (PIL's BOX, what curation stores the EuroSAT copies with);
-# "bicubic" up is how the dataset enlarges such copies to the training size.
+# How an image is coarsened and shown again at its size: (down, up). RULE is rsgen.data.resampling, what curation
+# and the training dataset do (triangle-filter coarsening, bicubic enlargement); the other pairs are modes of
+# F.interpolate ("bilinear" down is antialiased, "area" is a box average). kernel_mix trains on all of them so that
+# GSD is read from scene scale more than from a kernel's signature.
+RULE = ("rule", "rule")
 RESAMPLE_KERNELS = (
+    RULE,
     ("bilinear", "bilinear"),
-    ("area", "bicubic"),
+    ("area", "bicubic"),  # box down, bicubic up: curation's rule before 2026-11-26 (aliased: reads too fine)
     ("area", "bilinear"),
     ("bilinear", "bicubic"),
+    (
+        "bilinear",
+        "nearest",
+    ),  # nearest-neighbour enlargement: pixel blocks, as naive upsampling and GIS viewers show
+    ("area", "nearest"),
 )
+KERNEL_MIX_RULE_SHARE = 0.4  # with kernel_mix, this share of coarsened images uses RULE, the rest the others
 
 
-def degrade(
-    images: torch.Tensor, factor: float, kernels: tuple[str, str] = ("bilinear", "bilinear")
-) -> torch.Tensor:
-    """Coarsen ``(B, 3, S, S)`` float images by ``factor`` (down then back up with ``kernels``): effective GSD
-    x ``factor``."""
+def degrade(images: torch.Tensor, factor: float, kernels: tuple[str, str] = RULE) -> torch.Tensor:
+    """Coarsen ``(B, 3, S, S)`` float 0-1 images by ``factor`` and show them at S again (``kernels``: a pair of
+    :data:`RESAMPLE_KERNELS`; default the shared rule): effective GSD x ``factor``."""
+    if kernels == RULE:
+        hwc = (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()  # (B, S, S, 3)
+        out = np.stack([coarsen_shown(im, factor) for im in hwc])  # (B, S, S, 3)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255.0
     s = images.shape[-1]
     small = max(4, int(round(s / factor)))
     down_mode, up_mode = kernels
-    aa = {"antialias": True} if down_mode in ("bilinear", "bicubic") else {}
-    corners = {"align_corners": False} if down_mode != "area" else {}
-    down = F.interpolate(images, size=(small, small), mode=down_mode, **aa, **corners)
-    return F.interpolate(down, size=(s, s), mode=up_mode, align_corners=False).clamp(0, 1)
+
+    def options(mode: str, antialias: bool) -> dict:
+        if mode in ("bilinear", "bicubic"):
+            return {"align_corners": False, **({"antialias": True} if antialias else {})}
+        return {}
+
+    down = F.interpolate(images, size=(small, small), mode=down_mode, **options(down_mode, True))
+    return F.interpolate(down, size=(s, s), mode=up_mode, **options(up_mode, False)).clamp(0, 1)
+
+
+def _pick_kernels(rng: np.random.Generator, n: int, kernel_mix: bool) -> list[tuple[str, str]]:
+    """``n`` kernel pairs: RULE, or with ``kernel_mix`` RULE for :data:`KERNEL_MIX_RULE_SHARE` of them and the
+    other pairs uniformly."""
+    if not kernel_mix:
+        return [RULE] * n
+    others = RESAMPLE_KERNELS[1:]
+    use_rule = rng.random(n) < KERNEL_MIX_RULE_SHARE
+    picks = rng.integers(len(others), size=n)
+    return [RULE if r else others[k] for r, k in zip(use_rule, picks, strict=True)]
 
 
 def _sample_batch(
@@ -139,9 +173,9 @@ def _sample_batch(
     naip_fraction: float = 0.35,
     kernel_mix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` real images ``(n, 3, S, S)`` uint8 at known GSDs and their ``log(GSD)`` ``(n,)``; ``kernel_mix``
-    coarsens each EuroSAT image with one of :data:`RESAMPLE_KERNELS` at random (else bilinear both ways), so that
-    GSD is read from scene scale rather than from a resampling kernel's signature."""
+    """``n`` real images ``(n, 3, S, S)`` uint8 at known GSDs and their ``log(GSD)`` ``(n,)``. EuroSAT images are
+    coarsened with the shared rule, or with ``kernel_mix`` with kernels drawn by :func:`_pick_kernels`; NAIP and
+    aerial windows are shown at S with the shared rule (:func:`resample_window`)."""
     naip = [s for s in scenes if s.gsd_m >= 4]
     fine = [s for s in scenes if s.gsd_m < 4] or naip
     images, gsds = [], []
@@ -152,10 +186,9 @@ def _sample_batch(
         x = to_nchw(eurosat[idx]).float() / 255.0
         # a third at the native 10 m (what most generated EuroSAT-like images ask for), the rest 10-40 m
         factors = np.where(rng.random(n_eu) < 1 / 3, 1.0, np.exp(rng.uniform(0, math.log(4.0), n_eu)))
-        kernels = rng.integers(len(RESAMPLE_KERNELS), size=n_eu) if kernel_mix else np.zeros(n_eu, int)
+        kernels = _pick_kernels(rng, n_eu, kernel_mix)
         for i, f in enumerate(factors):
-            pair = RESAMPLE_KERNELS[kernels[i]]
-            images.append(degrade(x[i : i + 1], f, pair)[0] if f > 1.05 else x[i])
+            images.append(degrade(x[i : i + 1], f, kernels[i])[0] if f > 1.05 else x[i])
             gsds.append(10.0 * (f if f > 1.05 else 1.0))
     for k in range(n - n_eu):
         scene = naip[rng.integers(len(naip))] if k < n_naip else fine[rng.integers(len(fine))]
@@ -180,8 +213,8 @@ class GSDTrainConfig:
     seed: int = 0
     num_threads: int = 2
     eval_images: int = 600
-    # coarsen EuroSAT with mixed resampling kernels (RESAMPLE_KERNELS); False = bilinear both ways (as the shipped
-    # predictor's first two stages were trained; its third used the mix: configs/eval/gsd_predictor-kmix.yaml)
+    # coarsen EuroSAT with mixed resampling kernels (RESAMPLE_KERNELS, the shared rule for 40 %); False = the shared
+    # rule only (rsgen.data.resampling)
     kernel_mix: bool = False
 
 

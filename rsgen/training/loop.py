@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from rsgen.config import save_config, to_dict
+from rsgen.data.resampling import RESAMPLING_RULE
 from rsgen.errors import ConfigError
 from rsgen.models.vae import vae_scale_factor
 from rsgen.training.bucketing import BucketedBatchSampler, check_buckets, training_buckets
@@ -118,6 +119,7 @@ def _training_data(
             "mode": cfg.mode,
             "sr_factor": cfg.sr.factor,
             "condition": cfg.controlnet.condition,
+            "resampling": RESAMPLING_RULE,  # how GSD copies are made and shown (rsgen.data.resampling)
             **({"buckets": getattr(raw, "buckets", None)} if cfg.data.bucketing else {}),
         }
     )
