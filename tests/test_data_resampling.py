@@ -49,13 +49,13 @@ def test_coarsen_is_the_antialiased_triangle_filter_not_a_box() -> None:
     assert ours.std() < 0.8 * box.std()
 
 
-def test_show_at_shrinks_with_lanczos_and_enlarges_with_bicubic() -> None:
+def test_show_at_shrinks_with_the_coarsening_filter_and_enlarges_with_bicubic() -> None:
     from PIL import Image
 
     img = textured(1)  # (64, 64, 3)
     assert show_at(img, 64, 64) is img
     small = show_at(img, 32, 32)
-    assert np.array_equal(small, np.asarray(Image.fromarray(img).resize((32, 32), Image.Resampling.LANCZOS)))
+    assert np.array_equal(small, np.asarray(Image.fromarray(img).resize((32, 32), Image.Resampling.BILINEAR)))
     big = show_at(small, 64, 64)
     assert np.array_equal(big, np.asarray(Image.fromarray(small).resize((64, 64), Image.Resampling.BICUBIC)))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from rsgen.errors import ConfigError
 from rsgen.metadata import METADATA_DIM, NUM_METADATA_FIELDS, Metadata, encode_metadata
 from rsgen.models.metadata_embedding import MetadataEmbedding, drop_metadata_fields
 from rsgen.models.unet import UNetConfig, build_unet, time_embed_dim
@@ -156,8 +158,29 @@ def test_joint_layer_couples_fields_that_the_sum_keeps_apart():
         return e[0] + e[1] - e[2] - e[3]
 
     torch.manual_seed(0)
-    for joint_dim, coupled in ((0, False), (32, True)):
-        emb = MetadataEmbedding(embed_dim=16, hidden_dim=16, joint_dim=joint_dim)
+    for joint_dim, local_season, coupled in ((0, False, False), (32, False, True), (0, True, True)):
+        emb = MetadataEmbedding(embed_dim=16, hidden_dim=16, joint_dim=joint_dim, local_season=local_season)
         torch.nn.init.normal_(emb.proj_out.weight)  # (zero at initialisation: give it weights)
         c = contrast(emb).abs().max().item()
-        assert (c > 1e-3) == coupled, (joint_dim, c)
+        assert (c > 1e-3) == coupled, (joint_dim, local_season, c)
+
+
+def test_local_season_is_the_date_turned_half_a_year_south_of_the_equator():
+    from rsgen.metadata import Metadata, encode_metadata, field_slices
+
+    torch.manual_seed(0)
+    emb = MetadataEmbedding(embed_dim=16, hidden_dim=16, local_season=True)
+    values, present = encode_metadata([Metadata(lat=45.0, lon=10.0, date="2019-01-15")] * 2)
+    season, location = field_slices()["season"], field_slices()["location"]
+    values[1, season] = -values[0, season]  # half a year later ...
+    values[1, location] = values[0, location] * torch.tensor([1.0, 1.0, -1.0])  # ... at the mirrored latitude
+    local = emb._local_season(values, present)  # (2, H)
+    assert torch.allclose(local[0], local[1], atol=1e-6)  # the same local season: midwinter in both
+    values[1, location] = values[0, location]  # half a year later in the same hemisphere: midsummer
+    assert not torch.allclose(emb._local_season(values, present)[0], emb._local_season(values, present)[1])
+    # unknown unless both location and date are known
+    for meta in (Metadata(lat=45.0, lon=10.0), Metadata(date="2019-01-15"), None):
+        v, p = encode_metadata([meta])
+        assert torch.equal(emb._local_season(v, p)[0], emb.local_season_missing)
+    with pytest.raises(ConfigError, match="local_season"):
+        MetadataEmbedding(style="diffusionsat", local_season=True)

@@ -8,8 +8,11 @@ these functions, so "a 20 m image" means the same pixels everywhere.
   rule before 2026-11-26, keeps aliased detail: EuroSAT copies made with it at 20 m read as ~14 m to a predictor
   trained on real scenes, while the triangle filter's read as ~22 m. A real coarser sensor blurs more than a box
   (its MTF at Nyquist is well below a box's), so the antialiasing filter is the better stand-in.
-* **Showing at a size** (:func:`show_at`): Lanczos when shrinking, bicubic when enlarging (PIL). An enlarged
-  image holds no finer detail than its source, so its *effective* GSD stays the source's.
+* **Showing at a size** (:func:`show_at`): shrinking *is* coarsening (a 512 px window shown at 64 px is a GSD 8x
+  coarser), so it uses the same triangle filter; enlarging uses bicubic (PIL). An enlarged image holds no finer
+  detail than its source, so its *effective* GSD stays the source's. (Lanczos, used for shrinking before
+  2026-11-26, keeps more detail than the triangle: a NAIP window shrunk to 40 m with it looked sharper than a
+  EuroSAT image coarsened to 40 m, so "40 m" had two looks in one training set.)
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from PIL import Image
 from rsgen.errors import DataError
 
 # Recorded in latent-cache fingerprints: a cache built under another rule holds other pixels.
-RESAMPLING_RULE = "coarsen=pil-triangle-nodata-weighted;show=lanczos-down,bicubic-up"
+RESAMPLING_RULE = "coarsen=pil-triangle-nodata-weighted;show=triangle-down,bicubic-up"
 COARSEN_FILTER = Image.Resampling.BILINEAR  # antialiased: the triangle's support scales with the factor
-SHRINK_FILTER = Image.Resampling.LANCZOS
 ENLARGE_FILTER = Image.Resampling.BICUBIC
 
 
@@ -57,11 +59,12 @@ def coarsen(rgb: np.ndarray, valid: np.ndarray, factor: float) -> tuple[np.ndarr
 
 
 def show_at(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) uint8 resized to (height, width, C): Lanczos when shrinking either axis, else bicubic."""
+    """(H, W, C) uint8 resized to (height, width, C): the coarsening filter when shrinking either axis, else
+    bicubic."""
     h, w = array.shape[:2]
     if (h, w) == (height, width):
         return array
-    resample = SHRINK_FILTER if h > height or w > width else ENLARGE_FILTER
+    resample = COARSEN_FILTER if h > height or w > width else ENLARGE_FILTER
     return np.asarray(Image.fromarray(array).resize((width, height), resample))
 
 

@@ -98,7 +98,7 @@ def load_gsd_scenes(held_out: bool = False) -> list[GeoScene]:
 
 def resample_window(scene: GeoScene, target_gsd: float, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A random window of ``scene`` shown at ``size`` px, i.e. at ``target_gsd``, with the shared rule
-    (:func:`rsgen.data.resampling.show_at`: Lanczos when shrinking), as the training dataset shows a curated
+    (:func:`rsgen.data.resampling.show_at`: the coarsening filter when shrinking), as the training dataset shows a curated
     window. -> (3, S, S) float 0-1."""
     _, h, w = scene.pixels.shape
     win = int(round(size * target_gsd / scene.gsd_m))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -24,7 +25,14 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from rsgen.errors import ConfigError
-from rsgen.metadata import METADATA_DIM, MODEL_FIELDS, NUM_METADATA_FIELDS, Metadata, encode_metadata
+from rsgen.metadata import (
+    METADATA_DIM,
+    MODEL_FIELDS,
+    NUM_METADATA_FIELDS,
+    Metadata,
+    encode_metadata,
+    field_slices,
+)
 
 METADATA_STYLES = ("fourier", "diffusionsat", "none")
 
@@ -64,6 +72,11 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         joint_dim: width of a joint layer over all field embeddings before the output projection (0 = none).
             Without it the ``fourier`` embedding is a sum of per-field terms, so rules that couple fields
             (snow needs winter *in the local hemisphere*: season x latitude) are left to the UNet to form.
+        local_season: also embed the *local* season, the day-of-year angle turned by half a year south of the
+            equator (``sign(lat) * (sin, cos)``), as one more field (missing unless both location and date
+            are known). Seasons are opposite in the two hemispheres, so averaged over both the calendar date
+            says nothing about snow or leaf colour; only its product with the hemisphere does, an XOR that a
+            sum of per-field terms cannot form. ``fourier`` style only.
     """
 
     @register_to_config
@@ -77,6 +90,7 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         max_noise_level: int = 1000,
         style: str = "fourier",
         joint_dim: int = 0,
+        local_season: bool = False,
     ) -> None:
         super().__init__()
         if style not in METADATA_STYLES:
@@ -84,12 +98,27 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
                 f"metadata embedding style {style!r}: expected one of {', '.join(METADATA_STYLES)}"
             )
         self.field_widths = [int(w) for w in field_widths]
+        if local_season and (style != "fourier" or self.field_widths != [f.width for f in MODEL_FIELDS]):
+            raise ConfigError(
+                "metadata embedding: local_season needs style 'fourier' and the standard fields (MODEL_FIELDS)"
+            )
         if style == "diffusionsat":  # sinusoid of each value column, hidden_dim wide
             feats = [w * hidden_dim for w in self.field_widths]
         else:
             feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
         if use_noise_level:  # one more column, embedded like the values
             feats.append(hidden_dim if style == "diffusionsat" else 2 * num_frequencies + 1)
+        # The local season (2 columns), embedded like a field, with its own "unknown" embedding.
+        self.local_season_mlp = (
+            nn.Sequential(
+                nn.Linear(2 * (2 * num_frequencies + 1), hidden_dim),
+                nn.SiLU(),
+                nn.Linear(hidden_dim, hidden_dim),
+            )
+            if local_season
+            else None
+        )
+        self.local_season_missing = nn.Parameter(torch.randn(hidden_dim) * 0.02) if local_season else None
         self.field_mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(f, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
             for f in feats
@@ -98,7 +127,7 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         self.missing = nn.Parameter(torch.randn(len(self.field_widths), hidden_dim) * 0.02)  # (N, H)
         self.act = nn.SiLU()
         summed = style == "diffusionsat"  # DiffusionSat adds the field embeddings instead of concatenating
-        width = (1 if summed else len(feats)) * hidden_dim
+        width = (1 if summed else len(feats) + int(local_season)) * hidden_dim
         # (B, width) -> (B, joint_dim): a layer that sees every field at once (cross-field interactions)
         self.joint = nn.Sequential(nn.Linear(width, joint_dim), nn.SiLU()) if joint_dim > 0 else None
         self.proj_out = nn.Linear(joint_dim if joint_dim > 0 else width, embed_dim)
@@ -146,6 +175,8 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
                 continue
             h = self.field_mlps[i](fourier_features(x, n_freq))  # (B, H)
             hidden.append(torch.where(keep, h, self.missing[i].to(h.dtype).expand_as(h)))
+        if self.local_season_mlp is not None:
+            hidden.append(self._local_season(values, present))
         if self.config.use_noise_level:
             if noise_level is None:
                 raise ValueError("MetadataEmbedding(use_noise_level=True) needs noise_level (B,)")
@@ -166,6 +197,19 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             joined = self.joint(joined)  # (B, joint_dim)
         return self.proj_out(joined)  # (B, embed_dim)
 
+    def _local_season(self, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Embedding of the hemisphere-adjusted season: values (B, METADATA_DIM), present (B, N) -> (B, H)."""
+        cols = field_slices()
+        z = values[:, cols["location"]][:, 2:3]  # (B, 1) sin(latitude)
+        hemisphere = torch.where(z < 0, -1.0, 1.0).to(values.dtype)  # (B, 1); the equator counts as north
+        local = (
+            values[:, cols["season"]] * hemisphere
+        )  # (B, 2): (sin, cos) turned by half a year in the south
+        names = [f.name for f in MODEL_FIELDS]
+        keep = (present[:, names.index("location")] & present[:, names.index("season")])[:, None]  # (B, 1)
+        h = self.local_season_mlp(fourier_features(local, self.config.num_frequencies))  # (B, H)
+        return torch.where(keep.to(h.device), h, self.local_season_missing.to(h.dtype).expand_as(h))
+
     def embed(
         self,
         metadata: Sequence[Metadata | None],
@@ -180,6 +224,24 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         if drop:
             present = torch.zeros_like(present)
         return self(values.to(self.device), present.to(self.device), noise_level)
+
+
+def build_metadata_embedding(
+    cfg: Any, embed_dim: int, use_noise_level: bool = False, max_noise_level: int = 1000
+) -> MetadataEmbedding:
+    """A new embedding from a :class:`rsgen.training.config.MetadataEmbeddingConfig` (``style``,
+    ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``) for a UNet whose time embedding is
+    ``embed_dim`` wide."""
+    return MetadataEmbedding(
+        embed_dim=embed_dim,
+        num_frequencies=cfg.num_frequencies,
+        hidden_dim=cfg.hidden_dim,
+        style=cfg.style,
+        joint_dim=cfg.joint_dim,
+        local_season=cfg.local_season,
+        use_noise_level=use_noise_level,
+        max_noise_level=max_noise_level,
+    )
 
 
 def drop_metadata_fields(
@@ -197,6 +259,7 @@ __all__ = [
     "METADATA_DIM",
     "NUM_METADATA_FIELDS",
     "MetadataEmbedding",
+    "build_metadata_embedding",
     "drop_metadata_fields",
     "METADATA_STYLES",
     "fourier_features",

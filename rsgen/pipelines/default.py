@@ -32,7 +32,8 @@ def build_random_pipeline(
     noise-level embedding, ``_sr_factor`` in the UNet config). ``text``: a
     (tokenizer, model) to use instead of the config's text encoder (tests use a tiny one).
     """
-    from rsgen.models import MetadataEmbedding, build_unet, build_vae, load_text_encoder, time_embed_dim
+    from rsgen.models import build_unet, build_vae, load_text_encoder, time_embed_dim
+    from rsgen.models.metadata_embedding import build_metadata_embedding
     from rsgen.models.super_resolution import low_res_channels, mark_super_resolution
     from rsgen.models.text import text_hidden_size
     from rsgen.training.config import TrainConfig, load_train_config
@@ -53,14 +54,7 @@ def build_random_pipeline(
     if super_resolution:
         mark_super_resolution(unet, cfg.sr.factor, vae_factor)
     vae = build_vae(cfg.vae).eval()
-    embedding = MetadataEmbedding(
-        embed_dim=time_embed_dim(unet),
-        num_frequencies=cfg.metadata.num_frequencies,
-        hidden_dim=cfg.metadata.hidden_dim,
-        style=cfg.metadata.style,
-        joint_dim=cfg.metadata.joint_dim,
-        use_noise_level=super_resolution,
-    ).eval()
+    embedding = build_metadata_embedding(cfg.metadata, time_embed_dim(unet), super_resolution).eval()
     return RSGenPipeline(vae, text_model, tokenizer, unet, embedding, make_noise_scheduler(cfg.diffusion))
 
 

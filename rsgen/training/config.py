@@ -66,12 +66,14 @@ class MetadataEmbeddingConfig:
     style: "fourier" (rsgen's embedding), "diffusionsat" (sinusoid + MLP, dropped values = 0) or "none" (no
     metadata): the latter two exist for ablations. joint_dim: width of a layer over all fields together before
     the output (0 = none, the shipped default model's layout): lets the embedding couple fields, e.g. season
-    and latitude."""
+    and latitude. local_season: also embed the hemisphere-adjusted season (seasons are opposite north and
+    south of the equator; see rsgen.models.metadata_embedding)."""
 
     style: Literal["fourier", "diffusionsat", "none"] = "fourier"
     num_frequencies: int = 6
     hidden_dim: int = 128
     joint_dim: int = 0
+    local_season: bool = False
     field_dropout: float = 0.15
     all_dropout: float = 0.1
 

@@ -18,7 +18,7 @@ from torch import nn
 from rsgen.errors import ConfigError, DataError
 from rsgen.metadata import encode_metadata
 from rsgen.models.controlnet import controlled_unet_forward, controlnet_from_unet
-from rsgen.models.metadata_embedding import MetadataEmbedding, drop_metadata_fields
+from rsgen.models.metadata_embedding import MetadataEmbedding, build_metadata_embedding, drop_metadata_fields
 from rsgen.models.super_resolution import (
     crop_step,
     degrade,
@@ -222,14 +222,8 @@ class DiffusionTask(TrainTask):
         if meta_src is not None and self.mode == "base":
             meta = MetadataEmbedding.from_pretrained(meta_src)
         else:
-            meta = MetadataEmbedding(
-                embed_dim=time_embed_dim(unet),
-                num_frequencies=cfg.metadata.num_frequencies,
-                hidden_dim=cfg.metadata.hidden_dim,
-                style=cfg.metadata.style,
-                joint_dim=cfg.metadata.joint_dim,
-                use_noise_level=self.use_noise_level,
-                max_noise_level=cfg.diffusion.num_train_timesteps,
+            meta = build_metadata_embedding(
+                cfg.metadata, time_embed_dim(unet), self.use_noise_level, cfg.diffusion.num_train_timesteps
             )
         return unet, meta
 
