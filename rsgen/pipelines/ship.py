@@ -97,6 +97,22 @@ def ship_model(
     return out_dir
 
 
+def update_model_card(out_dir: str | Path, card: dict[str, Any]) -> Path:
+    """Rewrite a shipped folder's card (``model_card.json`` and ``README.md``) from new facts, keeping what
+    shipping recorded (dtype, size, source, text encoder reference); the weights are not touched. For numbers
+    re-measured after shipping."""
+    out_dir = Path(out_dir)
+    shipped = read_model_card(out_dir)
+    if shipped is None:
+        raise ConfigError(f"update card: {out_dir} has no {MODEL_CARD_FILE} (ship the model first)")
+    card = complete_card(card, _read_json(out_dir / TRAINING_INFO_FILE))
+    kept = ("name", "dtype", "size_bytes", "text_encoder_ref", "source", "rsgen_version")
+    updated = {**card, **{k: shipped[k] for k in kept if k in shipped}}
+    atomic_write_json(out_dir / MODEL_CARD_FILE, updated)
+    atomic_write_text(out_dir / "README.md", render_model_card(updated))
+    return out_dir
+
+
 def complete_card(card: dict[str, Any], training: dict[str, Any] | None = None) -> dict[str, Any]:
     """The card with ``steps`` filled from the training facts when missing; ConfigError naming a missing or
     malformed key."""
@@ -248,4 +264,5 @@ __all__ = [
     "read_model_card",
     "render_model_card",
     "ship_model",
+    "update_model_card",
 ]
