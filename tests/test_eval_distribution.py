@@ -39,6 +39,10 @@ def test_set_against_itself_is_zero_and_noise_is_far(extractor: RSFeatureExtract
     kid_self, _ = kernel_distance(real[0], real[0], subsets=10)
     kid_far, _ = kernel_distance(real[0], noise[0], subsets=10)
     assert abs(kid_self) < 0.01 * kid_far
+    # subsets are drawn from a seed: the same sets give the same numbers, another seed other subsets
+    again = kernel_distance(real[0], real2[0], subsets=10)
+    assert again == kernel_distance(real[0], real2[0], subsets=10)
+    assert again != kernel_distance(real[0], real2[0], subsets=10, seed=1)
 
 
 def test_inception_score_bounds() -> None:

@@ -173,8 +173,11 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100) -> tuple[float, float]:
-    """KID (mean, std over subsets) between two ``(N, D)`` feature sets (torchmetrics)."""
+def kernel_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
+    """KID (mean, std over subsets) between two ``(N, D)`` feature sets (torchmetrics); the random subsets are
+    drawn from ``seed``, so the same sets always give the same numbers."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     # The MMD estimator is unbiased at any subset size; half the smaller set keeps subsets from all being equal.
@@ -185,7 +188,9 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100) 
         )
     metric.update(real, real=True)
     metric.update(fake, real=False)
-    mean, std = metric.compute()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
     return float(mean), float(std)
 
 
