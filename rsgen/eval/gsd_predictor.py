@@ -98,8 +98,8 @@ def load_gsd_scenes(held_out: bool = False) -> list[GeoScene]:
 
 def resample_window(scene: GeoScene, target_gsd: float, size: int, rng: np.random.Generator) -> torch.Tensor:
     """A random window of ``scene`` shown at ``size`` px, i.e. at ``target_gsd``, with the shared rule
-    (:func:`rsgen.data.resampling.show_at`: the coarsening filter when shrinking), as the training dataset shows a curated
-    window. -> (3, S, S) float 0-1."""
+    (:func:`rsgen.data.resampling.show_at`), as the training dataset shows a curated window. -> (3, S, S) float
+    0-1."""
     _, h, w = scene.pixels.shape
     win = int(round(size * target_gsd / scene.gsd_m))
     win = max(size // 4, min(win, h, w))
@@ -123,10 +123,8 @@ RESAMPLE_KERNELS = (
     ("area", "bicubic"),  # box down, bicubic up: curation's rule before 2026-11-26 (aliased: reads too fine)
     ("area", "bilinear"),
     ("bilinear", "bicubic"),
-    (
-        "bilinear",
-        "nearest",
-    ),  # nearest-neighbour enlargement: pixel blocks, as naive upsampling and GIS viewers show
+    # nearest-neighbour enlargement: pixel blocks, as naive upsampling and GIS viewers show coarse images
+    ("bilinear", "nearest"),
     ("area", "nearest"),
 )
 KERNEL_MIX_RULE_SHARE = 0.4  # with kernel_mix, this share of coarsened images uses RULE, the rest the others

@@ -202,9 +202,8 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         cols = field_slices()
         z = values[:, cols["location"]][:, 2:3]  # (B, 1) sin(latitude)
         hemisphere = torch.where(z < 0, -1.0, 1.0).to(values.dtype)  # (B, 1); the equator counts as north
-        local = (
-            values[:, cols["season"]] * hemisphere
-        )  # (B, 2): (sin, cos) turned by half a year in the south
+        # (B, 2): the (sin, cos) of the date, turned by half a year in the south
+        local = values[:, cols["season"]] * hemisphere
         names = [f.name for f in MODEL_FIELDS]
         keep = (present[:, names.index("location")] & present[:, names.index("season")])[:, None]  # (B, 1)
         h = self.local_season_mlp(fourier_features(local, self.config.num_frequencies))  # (B, H)
