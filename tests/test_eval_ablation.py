@@ -144,3 +144,19 @@ def test_arm_without_model_needs_a_set_and_a_vae(tmp_path):
         evaluate_arm(cfg, "none", None)
     with pytest.raises(ConfigError, match="no generated set"):
         evaluate_arm(dataclasses.replace(cfg, vae=str(tmp_path / "vae")), "none", None)
+
+
+def test_arm_overrides_reach_one_arm_only_and_are_reported(tmp_path):
+    cfg = AblationConfig(
+        base_config="tiny",
+        output_dir=str(tmp_path),
+        max_steps=7,
+        manifest=None,
+        arm_overrides={"fourier": ("metadata.local_season=true",)},
+    )
+    arms = {s: arm_train_config(cfg, s) for s in ("none", "diffusionsat", "fourier")}
+    assert arms["fourier"].metadata.local_season is True
+    assert arms["diffusionsat"].metadata.local_season is False and arms["none"].metadata.local_season is False
+    assert "`fourier` has ['metadata.local_season=true']" in ablation_markdown([], cfg)
+    with pytest.raises(ConfigError, match="arm_overrides: bogus"):
+        arm_train_config(dataclasses.replace(cfg, arm_overrides={"bogus": ("seed=1",)}), "none")

@@ -13,6 +13,8 @@
 #   TOPUP_MINUTES  time limit of the catch-up
 #   LARGE_IMAGES / LARGE_GSD_IMAGES  the larger variant's evaluation sets (2,000 / 300)
 #   GEN_EXTRA   extra generation overrides for every set (e.g. num_inference_steps=2 for a dry run on CPU)
+#   ARM_SET_<style>  overrides of one arm only, e.g. ARM_SET_fourier=metadata.local_season=true (a switch that
+#               only rsgen's embedding has; the ablation config's arm_overrides must then say the same)
 # Results in RESULT_DIR (join with `cat NAME.tar.* | tar x`; place ablation/<style>/generated under the
 # ablation's output_dir and run eval/metadata_ablation.py there, which evaluates sets it finds without training):
 #   ablation.tar.*: ablation/<style>/{generated,train.log,samples,config.yaml}
@@ -25,11 +27,12 @@ source "$(dirname "$0")/remote_gpu_lib.sh"
 large=(${LARGE_UNET:-"unet.block_out_channels=[96,192,384]" unet.layers_per_block=2})
 styles=(none diffusionsat fourier)
 mkdir -p "$runs/ablation" "$result"
+arm_set() { local v="ARM_SET_$1"; echo "${!v:-}"; }  # one arm's own overrides (word-split on purpose)
 save_logs() { (cd "$runs" && tar cf "$result/logs.tar" $(find . -name '*.log')) 2>/dev/null || true; }
 remote_setup "$bundle" || exit 1
 t0=$SECONDS
 for style in "${styles[@]}"; do
-  remote_train "$runs/ablation/$style" "$minutes" "$@" metadata.style="$style" &
+  remote_train "$runs/ablation/$style" "$minutes" "$@" metadata.style="$style" $(arm_set "$style") &
 done
 remote_train "$runs/large" "$minutes" "$@" "${large[@]}" &
 wait
@@ -41,7 +44,7 @@ for style in "${styles[@]}"; do
 done
 for style in "${styles[@]}"; do  # catch up to the furthest arm
   if [ "$(remote_last_step "$runs/ablation/$style")" -lt "$target" ]; then
-    remote_train "$runs/ablation/$style" "${TOPUP_MINUTES:-1.5}" "$@" metadata.style="$style" max_steps="$target" &
+    remote_train "$runs/ablation/$style" "${TOPUP_MINUTES:-1.5}" "$@" metadata.style="$style" $(arm_set "$style") max_steps="$target" &
   fi
 done
 wait

@@ -4,7 +4,8 @@ with rsgen's embedding (Fourier features, per-field MLPs, learned "missing" stat
 
 Every arm starts from the same seed, sees the same batches (the same latent cache and sampler seed) for the same
 number of steps, and is evaluated on the same class prompts and requested GSDs with :mod:`rsgen.eval.evaluate`;
-only ``metadata.style`` differs. Arms resume from their checkpoints, so a killed ablation continues where it
+only ``metadata.style`` differs, plus any per-arm switches named in ``arm_overrides`` (e.g. the local season, which
+only rsgen's embedding has: ``{fourier: [metadata.local_season=true]}``) and reported with the arm. Arms resume from their checkpoints, so a killed ablation continues where it
 stopped. An arm whose generated set already exists (``<output_dir>/<style>/generated/generated.jsonl``, e.g. arms
 trained and sampled on a lent GPU by ``train/remote_gpu_ablation.sh``) is evaluated without training. The
 comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``, with the arms side by side in
@@ -43,6 +44,9 @@ class AblationConfig:
     styles: tuple[str, ...] = ("none", "diffusionsat", "fourier")
     max_steps: int = 800
     train_overrides: tuple[str, ...] = ()  # key=value for every arm (smaller UNet, VAE path, ...)
+    # key=value for one arm only, by style: switches that exist in one embedding alone (the local season is
+    # rsgen's: {fourier: [metadata.local_season=true]}); they are named in the comparison so it stays honest
+    arm_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     latent_cache: str | None = (
         None  # a complete latent cache of the same data + VAE to copy instead of encoding
     )
@@ -67,16 +71,21 @@ def load_ablation_config(
 
 
 def arm_train_config(cfg: AblationConfig, style: str) -> Any:
-    """The training config of one arm: the base config + shared overrides + its ``metadata.style``."""
+    """The training config of one arm: the base config + shared overrides + its ``metadata.style`` + its own
+    ``arm_overrides``."""
     from rsgen.models.metadata_embedding import METADATA_STYLES
     from rsgen.training.config import load_train_config
 
     if style not in METADATA_STYLES:
         raise ConfigError(f"ablation style {style!r}: expected one of {', '.join(METADATA_STYLES)}")
+    unknown = sorted(set(cfg.arm_overrides) - set(cfg.styles))
+    if unknown:
+        raise ConfigError(f"ablation arm_overrides: {', '.join(unknown)} not among the styles {list(cfg.styles)}")
     root = Path(cfg.output_dir)
     overrides = [
         *cfg.train_overrides,
         f"metadata.style={style}",
+        *cfg.arm_overrides.get(style, ()),
         f"output_dir={root / style}",
         f"max_steps={cfg.max_steps}",
         f"data.cache_dir={root / 'latent-cache'}",
@@ -199,7 +208,9 @@ def ablation_markdown(rows: list[dict[str, Any]], cfg: AblationConfig) -> str:
         "# Metadata-conditioning ablation",
         "",
         f"Base config `{cfg.base_config}` with {list(cfg.train_overrides)}; {cfg.max_steps} steps per arm from the "
-        f"same seed and the same batches; only `metadata.style` differs. Evaluation: {cfg.num_images} images from "
+        f"same seed and the same batches; only `metadata.style` differs"
+        + "".join(f" (and `{s}` has {list(o)})" for s, o in cfg.arm_overrides.items() if o)
+        + f". Evaluation: {cfg.num_images} images from "
         f"EuroSAT class prompts at GSD {list(cfg.gsd_choices)} m, {cfg.num_inference_steps} steps, guidance "
         f"{cfg.guidance_scale}"
         + (f", decoded with the VAE of `{cfg.vae}`" if cfg.vae else "")
