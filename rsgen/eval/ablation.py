@@ -80,7 +80,9 @@ def arm_train_config(cfg: AblationConfig, style: str) -> Any:
         raise ConfigError(f"ablation style {style!r}: expected one of {', '.join(METADATA_STYLES)}")
     unknown = sorted(set(cfg.arm_overrides) - set(cfg.styles))
     if unknown:
-        raise ConfigError(f"ablation arm_overrides: {', '.join(unknown)} not among the styles {list(cfg.styles)}")
+        raise ConfigError(
+            f"ablation arm_overrides: {', '.join(unknown)} not among the styles {list(cfg.styles)}"
+        )
     root = Path(cfg.output_dir)
     overrides = [
         *cfg.train_overrides,
