@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rsgen.errors import WeightsNotFoundError
+from rsgen.seeding import seeded_cpu_rng
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,7 @@ def kernel_distance(
         )
     metric.update(real, real=True)
     metric.update(fake, real=False)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded_cpu_rng(seed):
         mean, std = metric.compute()
     return float(mean), float(std)
 
@@ -202,8 +202,7 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
     with _quiet_feature_buffer_warning():
         metric = InceptionScore(feature=PrecomputedFeatures(logits.shape[1]), splits=splits)
     metric.update(logits)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded_cpu_rng(seed):
         mean, std = metric.compute()
     return float(mean), float(std)
 

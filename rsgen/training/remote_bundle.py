@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 
 from rsgen.errors import DataError
 from rsgen.io import atomic_path, atomic_write_json
+from rsgen.seeding import seeded_cpu_rng
 from rsgen.training.latent_cache import cache_is_complete
 
 log = logging.getLogger(__name__)
@@ -260,8 +261,7 @@ def unpack_vae_decoder(packed_dir: str | Path, out_dir: str | Path, seed: int = 
     from diffusers import AutoencoderKL
 
     packed_dir = Path(packed_dir)
-    with torch.random.fork_rng(devices=[]):  # a seeded encoder without moving the caller's random state
-        torch.manual_seed(seed)
+    with seeded_cpu_rng(seed):  # a seeded encoder without moving the caller's random state
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(packed_dir))
     state = {k: v.float() for k, v in load_file(str(packed_dir / "decoder.safetensors")).items()}
     missing, unexpected = vae.load_state_dict(state, strict=False)
