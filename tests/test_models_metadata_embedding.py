@@ -184,3 +184,26 @@ def test_local_season_is_the_date_turned_half_a_year_south_of_the_equator():
         assert torch.equal(emb._local_season(v, p)[0], emb.local_season_missing)
     with pytest.raises(ConfigError, match="local_season"):
         MetadataEmbedding(style="diffusionsat", local_season=True)
+
+
+def test_local_season_latitude_tells_the_tropics_from_high_latitudes():
+    """With local_season_latitude the local season field sees |latitude| too: the same local winter embeds
+    differently at 10 and 60 degrees (without it, identically), and mirrored hemispheres still match."""
+    from rsgen.metadata import Metadata, encode_metadata, field_slices
+
+    torch.manual_seed(0)
+    metas = [Metadata(lat=lat, lon=10.0, date="2019-01-15") for lat in (60.0, 10.0, 60.0)]
+    values, present = encode_metadata(metas)
+    season, location = field_slices()["season"], field_slices()["location"]
+    values[2, season] = -values[
+        0, season
+    ]  # half a year later at the mirrored latitude: the same local winter
+    values[2, location] = values[0, location] * torch.tensor([1.0, 1.0, -1.0])
+    plain = MetadataEmbedding(embed_dim=16, hidden_dim=16, local_season=True)._local_season(values, present)
+    assert torch.allclose(plain[0], plain[1], atol=1e-6)
+    emb = MetadataEmbedding(embed_dim=16, hidden_dim=16, local_season=True, local_season_latitude=True)
+    local = emb._local_season(values, present)  # (3, H)
+    assert not torch.allclose(local[0], local[1], atol=1e-4)
+    assert torch.allclose(local[0], local[2], atol=1e-6)
+    with pytest.raises(ConfigError, match="local_season_latitude needs local_season"):
+        MetadataEmbedding(local_season_latitude=True)

@@ -80,6 +80,10 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             are known). Seasons are opposite in the two hemispheres, so averaged over both the calendar date
             says nothing about snow or leaf colour; only its product with the hemisphere does, an XOR that a
             sum of per-field terms cannot form. ``fourier`` style only.
+        local_season_latitude: the local season field also sees the distance from the equator (``|sin(lat)|``):
+            how strong the seasons are there. Leaf state and snow follow a temperature that depends on the
+            product of latitude and season (no winter in the tropics, a long one near the poles), a product that
+            a sum of a latitude term and a season term cannot form either. Needs ``local_season``.
     """
 
     @register_to_config
@@ -94,6 +98,7 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         style: str = "fourier",
         joint_dim: int = 0,
         local_season: bool = False,
+        local_season_latitude: bool = False,
     ) -> None:
         super().__init__()
         if style not in METADATA_STYLES:
@@ -105,16 +110,20 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             raise ConfigError(
                 "metadata embedding: local_season needs style 'fourier' and the standard fields (MODEL_FIELDS)"
             )
+        if local_season_latitude and not local_season:
+            raise ConfigError("metadata embedding: local_season_latitude needs local_season")
         if style == "diffusionsat":  # sinusoid of each value column, hidden_dim wide
             feats = [w * hidden_dim for w in self.field_widths]
         else:
             feats = [w * (2 * num_frequencies + 1) for w in self.field_widths]
         if use_noise_level:  # one more column, embedded like the values
             feats.append(hidden_dim if style == "diffusionsat" else 2 * num_frequencies + 1)
-        # The local season (2 columns), embedded like a field, with its own "unknown" embedding.
+        # The local season (2 columns, 3 with the distance from the equator), embedded like a field, with its own
+        # "unknown" embedding.
+        season_columns = 3 if local_season_latitude else 2
         self.local_season_mlp = (
             nn.Sequential(
-                nn.Linear(2 * (2 * num_frequencies + 1), hidden_dim),
+                nn.Linear(season_columns * (2 * num_frequencies + 1), hidden_dim),
                 nn.SiLU(),
                 nn.Linear(hidden_dim, hidden_dim),
             )
@@ -206,6 +215,8 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         hemisphere = torch.where(z < 0, -1.0, 1.0).to(values.dtype)  # (B, 1); the equator counts as north
         # (B, 2): the (sin, cos) of the date, turned by half a year in the south
         local = values[:, _COLUMNS["season"]] * hemisphere
+        if self.config.local_season_latitude:
+            local = torch.cat([local, z.abs()], dim=-1)  # (B, 3): and how far from the equator
         keep = (present[:, _FIELD_INDEX["location"]] & present[:, _FIELD_INDEX["season"]])[:, None]  # (B, 1)
         h = self.local_season_mlp(fourier_features(local, self.config.num_frequencies))  # (B, H)
         return torch.where(keep.to(h.device), h, self.local_season_missing.to(h.dtype).expand_as(h))
@@ -230,7 +241,7 @@ def build_metadata_embedding(
     cfg: Any, embed_dim: int, use_noise_level: bool = False, max_noise_level: int = 1000
 ) -> MetadataEmbedding:
     """A new embedding from a :class:`rsgen.training.config.MetadataEmbeddingConfig` (``style``,
-    ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``) for a UNet whose time embedding is
+    ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``, ``local_season_latitude``) for a UNet whose time embedding is
     ``embed_dim`` wide."""
     return MetadataEmbedding(
         embed_dim=embed_dim,
@@ -239,6 +250,7 @@ def build_metadata_embedding(
         style=cfg.style,
         joint_dim=cfg.joint_dim,
         local_season=cfg.local_season,
+        local_season_latitude=cfg.local_season_latitude,
         use_noise_level=use_noise_level,
         max_noise_level=max_noise_level,
     )

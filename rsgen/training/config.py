@@ -67,13 +67,15 @@ class MetadataEmbeddingConfig:
     metadata): the latter two exist for ablations. joint_dim: width of a layer over all fields together before
     the output (0 = none, the shipped default model's layout): lets the embedding couple fields, e.g. season
     and latitude. local_season: also embed the hemisphere-adjusted season (seasons are opposite north and
-    south of the equator; see rsgen.models.metadata_embedding)."""
+    south of the equator; see rsgen.models.metadata_embedding). local_season_latitude: the local season also
+    sees the distance from the equator (how strong the seasons are there; needs local_season)."""
 
     style: Literal["fourier", "diffusionsat", "none"] = "fourier"
     num_frequencies: int = 6
     hidden_dim: int = 128
     joint_dim: int = 0
     local_season: bool = False
+    local_season_latitude: bool = False
     field_dropout: float = 0.15
     all_dropout: float = 0.1
 
