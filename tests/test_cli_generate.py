@@ -88,6 +88,20 @@ def test_generate_writes_geotiff_png_and_sidecar(model, tmp_path):
     assert r.metadata.lat == pytest.approx(47.0, abs=1e-6)
 
 
+def test_without_guidance_meta_the_models_default_is_used_and_recorded(model, tmp_path):
+    from rsgen.pipelines import RSGenPipeline
+
+    strong = tmp_path / "strong"
+    pipe = RSGenPipeline.from_pretrained(model)
+    pipe.register_to_config(default_guidance_meta=4.0)
+    pipe.save_pretrained(strong)
+    for folder, expected in ((model, 1.0), (strong, 4.0)):
+        out = tmp_path / f"out-{folder.name}"
+        assert gen(folder, tmp_path, "a forest", "--gsd", "10", "--format", "png", "--out", str(out)) == 0
+        side = json.loads((out / "rsgen_0000_s0.json").read_text())
+        assert side["generation"]["guidance_meta"] == expected
+
+
 def test_like_takes_metadata_and_georeference(model, tmp_path, ref_tif):
     assert (
         gen(

@@ -174,3 +174,23 @@ def test_clear_errors(pipe):
         run(pipe, guidance_text=-1)
     with pytest.raises(MetadataError, match=r"lat=95 is outside"):
         run(pipe, metadata=Metadata(lat=95, lon=0))
+
+
+def test_default_guidance_meta_is_saved_with_the_model_and_used_when_none_is_given(pipe, tmp_path):
+    """A call without guidance_meta uses the model's default_guidance_meta (saved in model_index.json)."""
+    assert (
+        pipe.config.default_guidance_meta == 1.0 and _count_unet_samples(pipe, guidance_text=4.0) == [2] * 3
+    )
+    pipe.register_to_config(default_guidance_meta=3.0)
+    try:
+        pipe.save_pretrained(tmp_path / "m")
+    finally:
+        pipe.register_to_config(default_guidance_meta=1.0)
+    loaded = RSGenPipeline.from_pretrained(tmp_path / "m")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_guidance_meta == 3.0 and loaded.resolve_guidance_meta(None) == 3.0
+    assert _count_unet_samples(loaded, guidance_text=4.0) == [3] * 3  # the metadata branch is run
+    np.testing.assert_array_equal(run(loaded).images, run(pipe, guidance_meta=3.0).images)
+    assert loaded.resolve_guidance_meta(1.0) == 1.0  # a given scale wins
+    with pytest.raises(ConfigError, match="default_guidance_meta"):
+        RSGenPipeline(**{k: v for k, v in pipe.components.items()}, default_guidance_meta=-1.0)

@@ -214,3 +214,21 @@ def test_card_only_update_rewrites_the_card_and_leaves_the_weights(shipped: tupl
         update_model_card(copy, {k: v for k, v in CARD.items() if k != "hardware"})
     with pytest.raises(ConfigError, match="no model_card.json"):
         update_model_card(tmp_path, CARD)
+
+
+def test_card_default_guidance_meta_reaches_the_pipeline(shipped: tuple, tmp_path: Path) -> None:
+    """A measured sampling default in the card is saved in model_index.json, at shipping and at a card update."""
+    import shutil
+
+    from rsgen.pipelines.ship import update_model_card
+
+    pipe, model_dir, out = shipped
+    assert RSGenPipeline.from_pretrained(out).config.default_guidance_meta == 1.0
+    strong = ship_model(model_dir, tmp_path / "strong", card={**CARD, "default_guidance_meta": 6})
+    assert RSGenPipeline.from_pretrained(strong).resolve_guidance_meta(None) == 6.0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    update_model_card(copy, {**CARD, "default_guidance_meta": 12.0})
+    assert RSGenPipeline.from_pretrained(copy).config.default_guidance_meta == 12.0
+    with pytest.raises(ConfigError, match="default_guidance_meta"):
+        update_model_card(copy, {**CARD, "default_guidance_meta": "strong"})

@@ -26,7 +26,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--guidance-text", type=float, default=5.0, help="text guidance scale; 1 = none (default 5)"
     )
     g.add_argument(
-        "--guidance-meta", type=float, default=1.0, help="metadata guidance scale; 1 = none (default 1)"
+        "--guidance-meta",
+        type=float,
+        default=None,
+        help="metadata guidance scale; 1 = none (default: the model's own, default_guidance_meta in its "
+        "model_index.json: 12 for the shipped model, 1 for models that set none; what-if: 3)",
     )
     g.add_argument("--negative", default=None, help="negative prompt (the text-unconditional branch)")
     g.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i (default 0)")

@@ -58,7 +58,9 @@ class EvaluateConfig:
     num_images: int = 2000
     num_inference_steps: int = 30
     guidance_scale: float = 5.0
-    guidance_meta: float = 1.0  # metadata guidance scale (1 = none; >1 pushes the metadata's effect further)
+    # metadata guidance scale (1 = none; >1 pushes the metadata's effect further); None = the model's own
+    # default_guidance_meta (model_index.json), i.e. what `rsgen generate` gives with that model
+    guidance_meta: float | None = None
     gsd_choices: tuple[float, ...] = (10.0,)
     guidance_sweep: tuple[float, ...] = ()  # extra images at each guidance scale (FID_RS vs guidance plot)
     steps_sweep: tuple[int, ...] = ()  # extra images at each number of steps (FID_RS vs steps plot)
@@ -98,6 +100,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     if torch.cuda.is_available():  # per-image seeds keep the set reproducible on either device
         pipe.to("cuda")
     pipe.set_progress_bar_config(disable=True)
+    guidance_meta = pipe.resolve_guidance_meta(config.guidance_meta)
     runs = [(config.num_images, config.guidance_scale, config.num_inference_steps, None)]
     runs += [
         (config.sweep_images, g, config.num_inference_steps, "guidance_scale") for g in config.guidance_sweep
@@ -118,7 +121,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
                 n=1,
                 num_inference_steps=steps,
                 guidance_text=guidance,
-                guidance_meta=config.guidance_meta,
+                guidance_meta=guidance_meta,
                 seed=seeds,
                 output_type="np",
                 progress=False,
@@ -133,7 +136,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
                         "metadata": metas[j].to_dict(),
                         "seed": seeds[j],
                         "guidance_scale": guidance,
-                        "guidance_meta": config.guidance_meta,
+                        "guidance_meta": guidance_meta,
                         "steps": steps,
                         "sweep": swept,  # None: the main set; else the swept setting
                     }

@@ -143,7 +143,7 @@ class Cascade:
         seed: int | Sequence[int] = 0,
         steps: int = 25,
         guidance_text: float = 5.0,
-        guidance_meta: float = 1.0,
+        guidance_meta: float | None = None,  # None: each stage's model default (default_guidance_meta)
         scheduler: str | None = "dpm++",
         negative_prompt: str | None = None,
         controls: Sequence[ControlInput] = (),

@@ -62,7 +62,7 @@ class SamplingOptions:
     scheduler: str = "dpm++"
     steps: int = 25
     guidance_text: float = 5.0
-    guidance_meta: float = 1.0
+    guidance_meta: float | None = None  # None: the model's default_guidance_meta (model_index.json)
     negative: str | None = None
     seed: int = 0
     window: int | None = None
@@ -80,7 +80,7 @@ class SamplingOptions:
             )
         self.scheduler = canonical_scheduler_name(self.scheduler)
         for name, v in (("--guidance-text", self.guidance_text), ("--guidance-meta", self.guidance_meta)):
-            if not v >= 0:
+            if v is not None and not v >= 0:
                 raise ConfigError(f"{name} {v}: a guidance scale must be >= 0 (1 = no guidance)")
         if self.window is not None and self.window < 2:
             raise ConfigError(f"--window {self.window}: expected at least 2 latent pixels")
@@ -347,6 +347,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         if req.skip_stages:
             raise ConfigError("--skip-stage needs --cascade")
         pipe = _load_model(req.sampling.model)
+        req.sampling.guidance_meta = pipe.resolve_guidance_meta(req.sampling.guidance_meta)  # as recorded
     size = req.size
     if size is None:
         size = (

@@ -148,8 +148,15 @@ class RSGenPipeline(DiffusionPipeline):
         metadata_embedding: MetadataEmbedding,
         scheduler: SchedulerMixin,
         controlnet: ControlNetModel | None = None,
+        default_guidance_meta: float = 1.0,
     ) -> None:
+        """default_guidance_meta: the metadata guidance scale a call uses when it gives none, saved in
+        ``model_index.json`` (as SDXL saves ``force_zeros_for_empty_prompt``): how strongly a trained model needs
+        its metadata pushed is a property of that model, measured when it is shipped."""
         super().__init__()
+        if not default_guidance_meta >= 0:
+            raise ConfigError(f"default_guidance_meta={default_guidance_meta!r}: expected a number >= 0")
+        self.register_to_config(default_guidance_meta=float(default_guidance_meta))
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -246,6 +253,12 @@ class RSGenPipeline(DiffusionPipeline):
     @property
     def default_size(self) -> int:
         return int(self.unet.config.sample_size) * self.latent_factor
+
+    def resolve_guidance_meta(self, guidance_meta: float | None) -> float:
+        """The metadata guidance scale of a call: the one given, else this model's ``default_guidance_meta``."""
+        if guidance_meta is None:
+            return float(getattr(self.config, "default_guidance_meta", 1.0))
+        return float(guidance_meta)
 
     def check_size(self, height: int, width: int, what: str = "size") -> None:
         """ConfigError unless both sides are positive multiples of :attr:`size_multiple`."""
@@ -421,7 +434,7 @@ class RSGenPipeline(DiffusionPipeline):
         width: int | None = None,
         num_inference_steps: int = 25,
         guidance_text: float = 5.0,
-        guidance_meta: float = 1.0,
+        guidance_meta: float | None = None,
         scheduler: str | SchedulerMixin | None = DEFAULT_SCHEDULER,
         seed: int | Sequence[int] | None = 0,
         image: torch.Tensor | None = None,
@@ -438,6 +451,7 @@ class RSGenPipeline(DiffusionPipeline):
         [-1, 1] for image-to-image with ``strength`` (what-if). low_res: (B|1, 3, h, w) in [-1, 1], the input of
         a super-resolution stage, noise-augmented at ``noise_level``; with ``color_fix`` the output keeps its
         low frequencies (colour, layout) and the stage adds only finer detail. controls: ControlNet conditions.
+        guidance_meta: None = this model's ``default_guidance_meta``.
         """
         prompts, metas = self.batch(prompt, metadata, n)
         b = len(prompts)
@@ -455,7 +469,7 @@ class RSGenPipeline(DiffusionPipeline):
         height = height or self.default_size
         width = width or self.default_size
         self.check_size(height, width)
-        scales = GuidanceScales(guidance_text, guidance_meta)
+        scales = GuidanceScales(guidance_text, self.resolve_guidance_meta(guidance_meta))
         seeds = sample_seeds(seed, b)
         generators = make_generators(seeds)
         sched = self._resolve_scheduler(scheduler)

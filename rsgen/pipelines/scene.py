@@ -41,7 +41,7 @@ def generate_scene(
     negative_prompt: str | None = None,
     num_inference_steps: int = 25,
     guidance_text: float = 5.0,
-    guidance_meta: float = 1.0,
+    guidance_meta: float | None = None,  # None: the model's default_guidance_meta
     scheduler: str | None = "dpm++",
     seed: int = 0,
     controls: Sequence[ControlInput] = (),

@@ -48,7 +48,8 @@ def ship_model(
     Weights of :data:`WEIGHT_COMPONENTS` become ``dtype`` safetensors; ``text_encoder_ref`` (None = keep a full
     copy) replaces ``text_encoder/`` and ``tokenizer/`` by a reference to the pip package (ConfigError when the
     model's encoder is not that package's). ``card``: data, steps, hardware, hours, metrics, command,
-    preliminary (see :func:`render_model_card`). Returns ``out_dir``.
+    preliminary (see :func:`render_model_card`), and optionally ``default_guidance_meta``, the metadata guidance
+    scale measured best for this model, saved in its ``model_index.json``. Returns ``out_dir``.
     """
     import torch
 
@@ -68,6 +69,8 @@ def ship_model(
 
     dtypes = {**dict.fromkeys(WEIGHT_COMPONENTS, getattr(torch, dtype)), "default": torch.float32}
     pipe = RSGenPipeline.from_pretrained(model_dir, use_safetensors=True, dtype=dtypes)
+    if "default_guidance_meta" in card:
+        pipe.register_to_config(default_guidance_meta=card["default_guidance_meta"])
     for name in WEIGHT_COMPONENTS:
         module = getattr(pipe, name, None)
         if module is None:
@@ -107,8 +110,20 @@ def update_model_card(out_dir: str | Path, card: dict[str, Any]) -> Path:
     if shipped is None:
         raise ConfigError(f"update card: {out_dir} has no {MODEL_CARD_FILE} (ship the model first)")
     card = complete_card(card, _read_json(out_dir / TRAINING_INFO_FILE))
+    if "default_guidance_meta" in card:  # a sampling default is a card fact that the pipeline reads
+        index = _read_json(out_dir / "model_index.json") or {}
+        atomic_write_json(
+            out_dir / "model_index.json", {**index, "default_guidance_meta": card["default_guidance_meta"]}
+        )
     _write_card(out_dir, {**card, **{k: shipped[k] for k in SHIPPING_FACTS if k in shipped}})
     return out_dir
+
+
+def _guidance_meta(card: dict[str, Any]) -> float:
+    value = card["default_guidance_meta"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"model card default_guidance_meta={value!r}: expected a number >= 0")
+    return float(value)
 
 
 def _write_card(folder: Path, card: dict[str, Any]) -> None:
@@ -134,6 +149,8 @@ def complete_card(card: dict[str, Any], training: dict[str, Any] | None = None) 
             f"model card: missing {', '.join(missing)} (needs {', '.join((*REQUIRED_CARD_KEYS, 'steps'))}; "
             "steps may come from rsgen_training.json)"
         )
+    if "default_guidance_meta" in card:
+        card["default_guidance_meta"] = _guidance_meta(card)
     if not isinstance(card["preliminary"], bool):
         raise ConfigError(f"model card: preliminary={card['preliminary']!r}, expected true or false")
     for key, kind in (("steps", int), ("hours", float)):
@@ -208,6 +225,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"| training hours | {card['hours']:.3g} |",
         f"| weights | {card.get('dtype', '?')} safetensors, {card.get('size_bytes', 0) / 1e6:.1f} MB |",
         f"| text encoder | {_cell(card.get('text_encoder_ref') or 'included (text_encoder/)')} |",
+        f"| metadata guidance when none is given | {card.get('default_guidance_meta', 1.0):g} |",
         f"| rsgen | {_cell(card.get('rsgen_version'))} |",
         "",
         "## Training data",
