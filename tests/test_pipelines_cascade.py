@@ -40,6 +40,13 @@ def test_cascade_stage_gsd_and_skip(pipes):
     assert res.images.shape == (2, 64, 64, 3) and res.seeds == [3, 4]
     assert [m.gsd_m for m in res.stage_metadata] == [1.0, 0.5]  # each stage gets the GSD of its own output
     assert gsds and set(gsds) == {0.5}
+    assert res.stage_guidance_meta == [1.0, 1.0]  # no scale given: each stage's model default
+    pipes["base"].register_to_config(default_guidance_meta=2.0)
+    try:
+        assert cascade("a", meta, size=(64, 64), steps=1, progress=False).stage_guidance_meta == [2.0, 1.0]
+        assert cascade("a", meta, size=(64, 64), steps=1, guidance_meta=3.0).stage_guidance_meta == [3.0, 3.0]
+    finally:
+        pipes["base"].register_to_config(default_guidance_meta=1.0)
     skipped = cascade("a", meta, size=(64, 64), steps=2, skip=["sr2"], progress=False)
     # The requested size and GSD describe the output: without the SR stage the base stage makes it directly.
     assert skipped.images.shape == (1, 64, 64, 3) and skipped.stage_metadata[0].gsd_m == 0.5

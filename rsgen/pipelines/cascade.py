@@ -110,6 +110,9 @@ class CascadeResult:
     stage_images: list[np.ndarray]  # each (B, h, w, 3)
     stage_metadata: list[Metadata | None]
     untrained: list[str]  # names of stages running with random weights
+    stage_guidance_meta: list[
+        float
+    ]  # the metadata guidance each stage used (its model's default when none given)
 
 
 class Cascade:
@@ -158,6 +161,7 @@ class Cascade:
         low_res: torch.Tensor | None = None
         stage_images, stage_metas, untrained = [], [], []
         seeds: list[int] = []
+        stage_gm: list[float] = []
         for stage, (h, w) in zip(stages, sizes, strict=True):
             pipe = self.pipeline(stage)
             if getattr(pipe, "untrained", False):
@@ -166,6 +170,11 @@ class Cascade:
             is_base = low_res is None
             log.info(
                 "cascade stage %s: %dx%d, %s", stage.name, w, h, meta.describe() if meta else "no metadata"
+            )
+            stage_gm.append(
+                pipe.resolve_guidance_meta(
+                    stage.guidance_meta if stage.guidance_meta is not None else guidance_meta
+                )
             )
             out = pipe(
                 prompt,
@@ -176,7 +185,7 @@ class Cascade:
                 width=w,
                 num_inference_steps=stage.steps or steps,
                 guidance_text=stage.guidance_text if stage.guidance_text is not None else guidance_text,
-                guidance_meta=stage.guidance_meta if stage.guidance_meta is not None else guidance_meta,
+                guidance_meta=stage_gm[-1],
                 scheduler=stage.scheduler or scheduler,
                 seed=seed if is_base else seeds,
                 low_res=None if is_base else low_res,
@@ -194,7 +203,7 @@ class Cascade:
             stage_images.append(out.images.permute(0, 2, 3, 1).numpy())
             stage_metas.append(meta)
         return CascadeResult(
-            stage_images[-1], seeds, [s.name for s in stages], stage_images, stage_metas, untrained
+            stage_images[-1], seeds, [s.name for s in stages], stage_images, stage_metas, untrained, stage_gm
         )
 
 

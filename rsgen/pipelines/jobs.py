@@ -399,6 +399,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
                 "stages": res.stage_names,
                 "stage_gsd_m": [m.gsd_m if m else None for m in res.stage_metadata],
                 "untrained_stages": res.untrained,
+                "stage_guidance_meta": res.stage_guidance_meta,
             }
             meta_out = res.stage_metadata[-1] or meta
             if tuple(size_out) != tuple(size):  # stages skipped: coarser grid over the same footprint
