@@ -60,6 +60,7 @@ def test_evaluate_folder_writes_report(setup, tmp_path) -> None:
         "samples.png",
         "per_class_accuracy.png",
         "fid_rs_vs_guidance_scale.png",
+        "class_accuracy_vs_guidance_scale.png",  # on the same images as the FID points
     ):
         assert (out / name).is_file(), name
     dist = report["distribution"][0]
@@ -70,7 +71,12 @@ def test_evaluate_folder_writes_report(setup, tmp_path) -> None:
     assert any("RS-CLIP not found" in m for m in report["not_measured"])
     md = (out / "report.md").read_text()
     assert "FID_RS" in md and "fewer than 1000" in md and "16 generated images vs 30 reference" in md
-    assert json.loads((out / "report.json").read_text())["sweeps"][0]["key"] == "guidance_scale"
+    sweep = json.loads((out / "report.json").read_text())["sweeps"][0]
+    assert sweep["key"] == "guidance_scale" and len(sweep["class_accuracy"]) == len(sweep["x"]) == 2
+    assert all(0 <= a <= 1 for a in sweep["class_accuracy"])
+    assert sweep["gsd_error"] == [None, None] or all(not np.isfinite(e) for e in sweep["gsd_error"])
+    assert not (out / "gsd_error_vs_guidance_scale.png").exists()  # no GSD predictor: not plotted
+    assert "| guidance_scale | n | FID_RS | class accuracy | GSD error (octaves) |" in md
 
 
 def test_cli_evaluate_and_bad_input(setup, tmp_path, capsys) -> None:
@@ -114,21 +120,26 @@ def test_generate_from_saved_model(tmp_path) -> None:
         num_inference_steps=2,
         batch_size=2,
         guidance_sweep=(1.0,),
+        guidance_meta_sweep=(3.0,),
         sweep_images=1,
         gsd_choices=(10.0, 20.0),
     )
     folder = generate_class_prompt_set(tmp_path / "model", tmp_path / "gen", cfg)
     data = load_generated_set(folder, size=32)
-    assert len(data) == 4 and data.samples[0].label == "AnnualCrop" and data.samples[1].label == "Forest"
+    assert len(data) == 5 and data.samples[0].label == "AnnualCrop" and data.samples[1].label == "Forest"
     assert data.samples[0].prompt.startswith("a satellite image of")
     assert sorted(data.group_by("guidance_scale")) == [1.0, 5.0]
     assert data.samples[0].extra["seed"] == 0 and data.samples[2].extra["seed"] == 2
     assert data.samples[0].extra["guidance_meta"] == 1.0
     main_set = data.main()  # the sweep image is kept out of the headline metrics
     assert len(main_set) == 3 and data.samples[3].extra["sweep"] == "guidance_scale"
+    assert data.samples[4].extra["sweep"] == "guidance_meta" and data.samples[4].extra["guidance_meta"] == 3.0
+    assert data.samples[4].extra["seed"] == 0  # the sweep repeats the main set's first prompts and seeds
+    assert sorted(data.group_by("guidance_meta")) == [1.0, 3.0]
     report = evaluate_folder(folder, tmp_path / "out", EvaluateConfig(image_size=32, reference=str(folder)))
     assert report["distribution"][0]["num_generated"] == 3
     assert report["sweeps"][0]["n"] == [1, 1]  # every sweep point uses the same number of images
+    assert [s["key"] for s in report["sweeps"]] == ["guidance_scale", "guidance_meta"]
 
     # The CLI's --generate-only writes the same set and stops (no evaluation networks needed).
     out = tmp_path / "cli"

@@ -41,7 +41,7 @@ class EvaluateConfig:
     # a model folder (or VAE folder) whose VAE round trip of the real held-out images is reported beside them in
     # metadata faithfulness: a latent model cannot beat its decoder; `--model` sets it to that model
     vae: str | None = None
-    sweep_keys: tuple[str, ...] = ("guidance_scale", "steps")
+    sweep_keys: tuple[str, ...] = ("guidance_scale", "steps", "guidance_meta")
     year_predictor: str | None = None  # None = assets/eval/year-predictor
     rs_clip: str | None = None  # None = assets/eval/rs-clip
     clip_model: str | None = None  # local transformers CLIP folder for the standard CLIP score
@@ -64,6 +64,8 @@ class EvaluateConfig:
     gsd_choices: tuple[float, ...] = (10.0,)
     guidance_sweep: tuple[float, ...] = ()  # extra images at each guidance scale (FID_RS vs guidance plot)
     steps_sweep: tuple[int, ...] = ()  # extra images at each number of steps (FID_RS vs steps plot)
+    # extra images at each metadata guidance scale: FID_RS, class accuracy and GSD error against it
+    guidance_meta_sweep: tuple[float, ...] = ()
     sweep_images: int = 200
     batch_size: int = 16
     seed: int = 0
@@ -82,8 +84,9 @@ def class_prompt(class_name: str) -> str:
 
 def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, config: EvaluateConfig) -> Path:
     """Generate ``num_images`` images from class prompts (classes and GSDs cycled; per-image seeds) with a saved
-    rsgen model, plus ``sweep_images`` more at every value of ``guidance_sweep`` and ``steps_sweep``, written
-    as a generated set (PNGs + ``generated.jsonl``) that :func:`evaluate_folder` reads."""
+    rsgen model, plus ``sweep_images`` more at every value of ``guidance_sweep``, ``steps_sweep`` and
+    ``guidance_meta_sweep`` (the same prompts, GSDs and seeds as the first ``sweep_images`` of the main set),
+    written as a generated set (PNGs + ``generated.jsonl``) that :func:`evaluate_folder` reads."""
     from rsgen.eval.generated_set import write_generated_set
     from rsgen.eval.reference_data import EUROSAT_CLASSES
     from rsgen.metadata import Metadata
@@ -100,14 +103,17 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     if torch.cuda.is_available():  # per-image seeds keep the set reproducible on either device
         pipe.to("cuda")
     pipe.set_progress_bar_config(disable=True)
-    guidance_meta = pipe.resolve_guidance_meta(config.guidance_meta)
-    runs = [(config.num_images, config.guidance_scale, config.num_inference_steps, None)]
+    gm = pipe.resolve_guidance_meta(config.guidance_meta)
+    n_steps, gt = config.num_inference_steps, config.guidance_scale
+    # (images, text guidance, steps, metadata guidance, what is swept)
+    runs = [(config.num_images, gt, n_steps, gm, None)]
+    runs += [(config.sweep_images, g, n_steps, gm, "guidance_scale") for g in config.guidance_sweep]
+    runs += [(config.sweep_images, gt, s, gm, "steps") for s in config.steps_sweep]
     runs += [
-        (config.sweep_images, g, config.num_inference_steps, "guidance_scale") for g in config.guidance_sweep
+        (config.sweep_images, gt, n_steps, float(m), "guidance_meta") for m in config.guidance_meta_sweep
     ]
-    runs += [(config.sweep_images, config.guidance_scale, s, "steps") for s in config.steps_sweep]
     records, images, k = [], [], 0
-    for count, guidance, steps, swept in runs:
+    for count, guidance, steps, guidance_meta, swept in runs:
         for start in range(0, count, config.batch_size):
             idx = list(range(start, min(count, start + config.batch_size)))
             classes = [EUROSAT_CLASSES[i % len(EUROSAT_CLASSES)] for i in idx]
@@ -145,28 +151,72 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     return write_generated_set(out_folder, np.stack(images), records)
 
 
+SWEEP_FAITHFULNESS = {"class_accuracy": "class accuracy", "gsd_error": "GSD error (octaves)"}
+
+
+def _sweep_groups(gen: GeneratedSet, key: str) -> dict[float, list[int]] | None:
+    """Indexes per value of a swept setting (the first ``n`` of each, ``n`` the smallest group: FID's bias
+    depends on the count, and the first images of every group share prompts, GSDs and seeds); None when the
+    setting takes fewer than two values."""
+    groups = {k: v for k, v in gen.group_by(key).items() if k is not None}
+    if len(groups) < 2:
+        return None
+    n = min(len(g) for g in groups.values())
+    return {float(x): groups[x][:n] for x in sorted(groups, key=float)}
+
+
 def _sweeps(
     gen: GeneratedSet, gen_feats: Any, ref_feats: Any, keys: tuple[str, ...], suffix: str
 ) -> list[dict]:
-    """FID per value of each sweep key (guidance scale, steps) that takes more than one value."""
+    """FID per value of each sweep key (guidance scale, steps, metadata guidance) that takes more than one
+    value."""
     out = []
     for key in keys:
-        groups = {k: v for k, v in gen.group_by(key).items() if k is not None}
-        if len(groups) < 2:
+        groups = _sweep_groups(gen, key)
+        if groups is None:
             continue
-        xs = sorted(groups, key=float)
-        n = min(len(g) for g in groups.values())  # the same count everywhere: FID's bias depends on it
-        ys = [frechet_distance(ref_feats, gen_feats[groups[x][:n]]) if n > 1 else float("nan") for x in xs]
-        out.append(
-            {
-                "key": key,
-                "metric": f"FID{suffix}",
-                "x": [float(x) for x in xs],
-                "n": [n for _ in xs],
-                "y": ys,
-            }
-        )
+        n = len(next(iter(groups.values())))
+        ys = [
+            frechet_distance(ref_feats, gen_feats[idx]) if n > 1 else float("nan") for idx in groups.values()
+        ]
+        out.append({"key": key, "metric": f"FID{suffix}", "x": list(groups), "n": [n] * len(groups), "y": ys})
     return out
+
+
+def _sweep_faithfulness(
+    gen: GeneratedSet,
+    sweeps: list[dict],
+    classifier: Any,
+    class_names: tuple[str, ...],
+    config: EvaluateConfig,
+) -> None:
+    """Add class accuracy and GSD error (mean |log2(read / asked)|, octaves) per swept value to each sweep,
+    on the same images as its FID: what a setting trades between realism, text and metadata."""
+    from rsgen.eval import gsd_predictor as gsdp
+    from rsgen.eval.feature_net import predict_logits
+    from rsgen.eval.text_faithfulness import requested_classes
+
+    try:
+        gsd_model = gsdp.load_gsd_predictor(config.gsd_predictor)
+    except RsgenError:
+        gsd_model = None
+    for sweep in sweeps:
+        groups = _sweep_groups(gen, sweep["key"]) or {}
+        accuracy, gsd_error = [], []
+        for idx in groups.values():
+            sub = gen.subset(idx)
+            pred = predict_logits(classifier, sub.images).argmax(1).numpy()
+            requested = requested_classes(sub.samples, class_names)
+            hits = [class_names[p] == r for p, r in zip(pred, requested, strict=True) if r]
+            accuracy.append(float(np.mean(hits)) if hits else float("nan"))
+            asked = [(i, s.effective_gsd(config.image_size)) for i, s in enumerate(sub.samples)]
+            asked = [(i, g) for i, g in asked if g is not None]
+            if gsd_model is None or not asked:
+                gsd_error.append(float("nan"))
+                continue
+            read = gsdp.predict_gsd(gsd_model, sub.images[[i for i, _ in asked]])
+            gsd_error.append(float(np.mean(gsdp.log2_errors(read, np.array([g for _, g in asked])))))
+        sweep["class_accuracy"], sweep["gsd_error"] = accuracy, gsd_error
 
 
 @dataclass
@@ -435,6 +485,13 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
             text = text_faithfulness(pred, requested, class_names, judge_real_acc)
             real_acc = judge_real_acc
         report["text_faithfulness"] = {**text.to_dict(), "classifier": judge[1] if judge else rs.description}
+        _sweep_faithfulness(everything, report["sweeps"], judge[0] if judge else net, class_names, config)
+        for sweep in report["sweeps"]:
+            for metric, label in SWEEP_FAITHFULNESS.items():
+                if any(np.isfinite(sweep.get(metric, []))):
+                    name = f"{metric}_vs_{sweep['key']}.png"
+                    plot_metric_curve(sweep["x"], sweep[metric], sweep["key"], label, out / name)
+                    report["plots"].append(name)
         plot_per_class(text.per_class, real_acc, text.chance, out / "per_class_accuracy.png")
         report["plots"].append("per_class_accuracy.png")
     else:

@@ -115,6 +115,9 @@ def write_report(out_dir: str | Path, report: dict[str, Any], grid: np.ndarray |
     return out / "report.md"
 
 
+SWEEP_COLUMNS = (("class_accuracy", "class accuracy"), ("gsd_error", "GSD error (octaves)"))
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: setup, warnings, then one section per measured quantity."""
     lines = ["# rsgen evaluation report", ""]
@@ -136,15 +139,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in dist["metrics"].items()] + [""]
     for sweep in report.get("sweeps", []):
+        # FID, then class accuracy and GSD error on the same images where they were measured
+        extra = [(k, t) for k, t in SWEEP_COLUMNS if k in sweep]
         lines += [
             f"### {sweep['metric']} against {sweep['key']}",
             "",
-            f"| {sweep['key']} | n | {sweep['metric']} |",
-            "|---|---|---|",
+            f"| {sweep['key']} | n | {sweep['metric']} |" + "".join(f" {t} |" for _, t in extra),
+            "|---|---|---|" + "---|" * len(extra),
         ]
-        lines += [
-            f"| {x} | {n} | {_fmt(y)} |" for x, n, y in zip(sweep["x"], sweep["n"], sweep["y"], strict=True)
-        ]
+        for i, (x, n, y) in enumerate(zip(sweep["x"], sweep["n"], sweep["y"], strict=True)):
+            lines.append(f"| {x} | {n} | {_fmt(y)} |" + "".join(f" {_fmt(sweep[k][i])} |" for k, _ in extra))
         lines += [""]
     text = report.get("text_faithfulness")
     if text:
