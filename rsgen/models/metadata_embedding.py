@@ -241,8 +241,8 @@ def build_metadata_embedding(
     cfg: Any, embed_dim: int, use_noise_level: bool = False, max_noise_level: int = 1000
 ) -> MetadataEmbedding:
     """A new embedding from a :class:`rsgen.training.config.MetadataEmbeddingConfig` (``style``,
-    ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``, ``local_season_latitude``) for a UNet whose time embedding is
-    ``embed_dim`` wide."""
+    ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``, ``local_season_latitude``) for a UNet
+    whose time embedding is ``embed_dim`` wide."""
     return MetadataEmbedding(
         embed_dim=embed_dim,
         num_frequencies=cfg.num_frequencies,

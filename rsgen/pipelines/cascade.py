@@ -110,9 +110,8 @@ class CascadeResult:
     stage_images: list[np.ndarray]  # each (B, h, w, 3)
     stage_metadata: list[Metadata | None]
     untrained: list[str]  # names of stages running with random weights
-    stage_guidance_meta: list[
-        float
-    ]  # the metadata guidance each stage used (its model's default when none given)
+    # the metadata guidance each stage used (its model's default when none was given)
+    stage_guidance_meta: list[float]
 
 
 class Cascade:
