@@ -151,9 +151,6 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     return write_generated_set(out_folder, np.stack(images), records)
 
 
-SWEEP_FAITHFULNESS = {"class_accuracy": "class accuracy", "gsd_error": "GSD error (octaves)"}
-
-
 def _sweep_groups(gen: GeneratedSet, key: str) -> dict[float, list[int]] | None:
     """Indexes per value of a swept setting (the first ``n`` of each, ``n`` the smallest group: FID's bias
     depends on the count, and the first images of every group share prompts, GSDs and seeds); None when the
@@ -191,13 +188,14 @@ def _sweep_faithfulness(
     config: EvaluateConfig,
 ) -> None:
     """Add class accuracy and GSD error (mean |log2(read / asked)|, octaves) per swept value to each sweep,
-    on the same images as its FID: what a setting trades between realism, text and metadata."""
-    from rsgen.eval import gsd_predictor as gsdp
+    on the same images as its FID: what a setting trades between realism, text and metadata. The GSD is read
+    with the metadata section's ``gsd_m`` predictor spec."""
     from rsgen.eval.feature_net import predict_logits
     from rsgen.eval.text_faithfulness import requested_classes
 
+    gsd = next(spec for spec in _metadata_predictors(config) if spec.field == "gsd_m")
     try:
-        gsd_model = gsdp.load_gsd_predictor(config.gsd_predictor)
+        gsd_model = gsd.load()
     except RsgenError:
         gsd_model = None
     for sweep in sweeps:
@@ -209,13 +207,13 @@ def _sweep_faithfulness(
             requested = requested_classes(sub.samples, class_names)
             hits = [class_names[p] == r for p, r in zip(pred, requested, strict=True) if r]
             accuracy.append(float(np.mean(hits)) if hits else float("nan"))
-            asked = [(i, s.effective_gsd(config.image_size)) for i, s in enumerate(sub.samples)]
+            asked = [(i, gsd.requested(s)) for i, s in enumerate(sub.samples)]
             asked = [(i, g) for i, g in asked if g is not None]
             if gsd_model is None or not asked:
                 gsd_error.append(float("nan"))
                 continue
-            read = gsdp.predict_gsd(gsd_model, sub.images[[i for i, _ in asked]])
-            gsd_error.append(float(np.mean(gsdp.log2_errors(read, np.array([g for _, g in asked])))))
+            read = gsd.predict(gsd_model, sub.images[[i for i, _ in asked]])
+            gsd_error.append(float(np.mean(gsd.error(read, np.array([g for _, g in asked])))))
         sweep["class_accuracy"], sweep["gsd_error"] = accuracy, gsd_error
 
 
@@ -410,7 +408,7 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     """Evaluate a folder of generated images against the reference set; write report.md/json + plots."""
     from rsgen.eval.feature_net import load_feature_net, predict_logits, read_training_summary
     from rsgen.eval.reference_data import load_reference
-    from rsgen.eval.report import plot_metric_curve, plot_per_class, sample_grid, write_report
+    from rsgen.eval.report import SWEEP_COLUMNS, plot_metric_curve, plot_per_class, sample_grid, write_report
     from rsgen.eval.text_faithfulness import requested_classes, text_faithfulness
 
     config = config or EvaluateConfig()
@@ -487,7 +485,7 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
         report["text_faithfulness"] = {**text.to_dict(), "classifier": judge[1] if judge else rs.description}
         _sweep_faithfulness(everything, report["sweeps"], judge[0] if judge else net, class_names, config)
         for sweep in report["sweeps"]:
-            for metric, label in SWEEP_FAITHFULNESS.items():
+            for metric, label in SWEEP_COLUMNS:
                 if any(np.isfinite(sweep.get(metric, []))):
                     name = f"{metric}_vs_{sweep['key']}.png"
                     plot_metric_curve(sweep["x"], sweep[metric], sweep["key"], label, out / name)

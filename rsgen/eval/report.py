@@ -115,6 +115,7 @@ def write_report(out_dir: str | Path, report: dict[str, Any], grid: np.ndarray |
     return out / "report.md"
 
 
+# Measures a sweep reports beside FID (rsgen.eval.evaluate adds them): report key -> column / axis title.
 SWEEP_COLUMNS = (("class_accuracy", "class accuracy"), ("gsd_error", "GSD error (octaves)"))
 
 
