@@ -129,6 +129,8 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
+        if len(args) == 2:  # dict[str, T]: each value typed (a section per key when T is a dataclass)
+            return {k: _coerce(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
         return dict(value)
     if origin is typing.Literal:
         if value not in args:
