@@ -146,7 +146,7 @@ class ClassJudge:
 
     def __init__(self, net: ClassJudgeNet, label_set: str) -> None:
         self.net = net.eval()
-        self.label_set = net.label_sets[label_set] if label_set in net.label_sets else None
+        self.label_set = net.label_sets.get(label_set)
         if self.label_set is None:
             raise ConfigError(
                 f"class judge has no label set {label_set!r}; it has {', '.join(net.label_sets)}"
