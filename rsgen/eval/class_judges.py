@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -170,6 +171,18 @@ class ClassJudge:
             out.append(self.net(x, self.name).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
+    @property
+    def description(self) -> str:
+        """What a report prints beside the verdict: the judge and its own accuracy on real held-out images."""
+        backbone = self.net.config["backbone"]
+        acc = f"{self.real_accuracy:.3f}" if self.real_accuracy is not None else "not measured"
+        return f"class judge {self.name} ({backbone}; accuracy on real held-out {self.name} images {acc})"
+
+    def predict_hwc(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """``(B, H, W, 3)`` uint8 images (as evaluation sets hold them) -> ``(B,)`` class indices."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+        return self.predict(x, batch_size).numpy()
+
     def predict(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """``(B, 3, H, W)`` images -> ``(B,)`` class indices."""
         return self.logits(images, batch_size).argmax(dim=1)
@@ -221,3 +234,15 @@ def save_class_judges(net: ClassJudgeNet, out_dir: str | Path) -> None:
 def load_class_judge(label_set: str, path: str | Path | None = None, device: str = "cpu") -> ClassJudge:
     """The judge of one label set (``eurosat``, ``ucm`` or ``aid`` for the shipped judges)."""
     return ClassJudge(load_class_judges(path, device), label_set)
+
+
+def judge_for_labels(labels: Sequence[str | None], net: ClassJudgeNet) -> ClassJudge | None:
+    """The judge whose classes name the most of ``labels`` (any spelling; None when none is named)."""
+    from rsgen.eval.text_faithfulness import normalise_label
+
+    best, hits = None, 0
+    for name, ls in net.label_sets.items():
+        n = sum(normalise_label(label, ls.classes) is not None for label in labels if label)
+        if n > hits:
+            best, hits = name, n
+    return ClassJudge(net, best) if best is not None else None
