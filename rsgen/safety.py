@@ -92,7 +92,9 @@ def check_guidance(option: str, value: float | None) -> None:
     if value is None:
         return
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{option} {value}: a guidance scale must be a finite number >= 0 (1 = no guidance)")
+        raise ConfigError(
+            f"{option} {value}: a guidance scale must be a finite number >= 0 (1 = no guidance)"
+        )
     check_limit(option, value, LIMITS.max_guidance, "guidance scale (images saturate to black)")
 
 
@@ -104,14 +106,18 @@ def format_bytes(n: float) -> str:
     raise AssertionError  # unreachable
 
 
-def output_estimate(height: int, width: int, count: int, formats: tuple[str, ...] = ("tif",)) -> dict[str, int]:
+def output_estimate(
+    height: int, width: int, count: int, formats: tuple[str, ...] = ("tif",)
+) -> dict[str, int]:
     """Rough peak memory and disk of ``count`` (H, W, 3) outputs: the float32 decode + uint8 copies; disk is
     the uncompressed uint8 image per format (an upper bound) plus a small sidecar."""
     pixels = height * width
     return {"memory": pixels * 3 * (4 * 4 + 1), "disk": count * (pixels * 3 * len(formats) + 4096)}
 
 
-def check_output_size(option: str, height: int, width: int, count: int = 1, formats: tuple[str, ...] = ("tif",)) -> None:
+def check_output_size(
+    option: str, height: int, width: int, count: int = 1, formats: tuple[str, ...] = ("tif",)
+) -> None:
     """ConfigError for an output above ``max_output_pixels`` saying the memory and disk it implies."""
     if height * width <= LIMITS.max_output_pixels or allow_large():
         return
@@ -142,7 +148,9 @@ def open_image(path: str | Path) -> Any:
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: image header declares too many pixels ({e}); {_LARGE_HINT}") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DataError(
+            f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     try:
         check_input_pixels(path, *im.size)
     except DataError:
@@ -178,9 +186,13 @@ def safe_name(name: str, option: str = "--name") -> str:
             f"{option} {name!r}: an output name must be a plain file name, not a path; choose the folder with --out"
         )
     if text.startswith("."):
-        raise ConfigError(f"{option} {name!r}: an output name must not start with '.' (hidden / temporary files)")
+        raise ConfigError(
+            f"{option} {name!r}: an output name must not start with '.' (hidden / temporary files)"
+        )
     if len(text) > LIMITS.max_name_length:
-        raise ConfigError(f"{option}: name of {len(text)} characters; expected at most {LIMITS.max_name_length}")
+        raise ConfigError(
+            f"{option}: name of {len(text)} characters; expected at most {LIMITS.max_name_length}"
+        )
     return _BAD_NAME_CHARS.sub("_", text)
 
 
@@ -188,7 +200,9 @@ def inside(path: str | Path, folder: str | Path) -> Path:
     """``path`` if it resolves inside ``folder``; ConfigError otherwise (defence in depth behind safe_name)."""
     p, root = Path(path).resolve(), Path(folder).resolve()
     if p != root and root not in p.parents:
-        raise ConfigError(f"output {path}: resolves outside the output folder {folder}; refusing to write there")
+        raise ConfigError(
+            f"output {path}: resolves outside the output folder {folder}; refusing to write there"
+        )
     return Path(path)
 
 

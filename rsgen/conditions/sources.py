@@ -213,7 +213,14 @@ def load_values(
     return arr.transpose(2, 0, 1)  # (C, H, W)
 
 
-_GEOMETRY_DEPTH = {"Point": 1, "MultiPoint": 2, "LineString": 2, "MultiLineString": 3, "Polygon": 3, "MultiPolygon": 4}
+_GEOMETRY_DEPTH = {
+    "Point": 1,
+    "MultiPoint": 2,
+    "LineString": 2,
+    "MultiLineString": 3,
+    "Polygon": 3,
+    "MultiPolygon": 4,
+}
 
 
 def _valid_geometry(geom: dict) -> bool:
@@ -231,7 +238,9 @@ def _valid_geometry(geom: dict) -> bool:
             return (
                 isinstance(c, list)
                 and 2 <= len(c) <= 3
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in c)
+                and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in c
+                )
             )
         return isinstance(c, list) and len(c) > 0 and all(ok(x, d - 1) for x in c)
 
