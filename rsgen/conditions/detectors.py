@@ -142,8 +142,8 @@ def find_annotators(folder: str | os.PathLike | None, kind: str, files: Sequence
     missing = [f for f in files if annotator_file(path, f) is None]
     if missing:
         raise WeightsNotFoundError(
-            f"condition {kind!r}: {', '.join(missing)} (or the same name with .safetensors) not found in {path} "
-            "(expected lllyasviel/Annotators files)"
+            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators "
+            "files, or .safetensors conversions of them)"
         )
     return path
 

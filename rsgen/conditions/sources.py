@@ -236,13 +236,13 @@ def _valid_geometry(geom: dict) -> bool:
     def ok(c: Any, d: int) -> bool:
         if d == 1:
             return (
-                isinstance(c, list)
+                isinstance(c, (list, tuple))
                 and 2 <= len(c) <= 3
                 and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in c
                 )
             )
-        return isinstance(c, list) and len(c) > 0 and all(ok(x, d - 1) for x in c)
+        return isinstance(c, (list, tuple)) and len(c) > 0 and all(ok(x, d - 1) for x in c)
 
     return ok(geom.get("coordinates"), depth)
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from rsgen.errors import WeightsNotFoundError
-from rsgen.safety import use_safetensors
+from rsgen.safety import check_weights_folder, use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def load_text_encoder(
         tok_dir, model_dir = root, root
         if (root / "text_encoder").is_dir():
             tok_dir, model_dir = root / "tokenizer", root / "text_encoder"
+        check_weights_folder(model_dir)  # safetensors, or pickle with --trust-pickle only
         if _is_clip(model_dir):
             tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
             model = CLIPTextModel.from_pretrained(model_dir, use_safetensors=use_safetensors())
