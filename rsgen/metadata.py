@@ -280,7 +280,10 @@ class Metadata:
         if not isinstance(data, Mapping):
             raise MetadataError(f"metadata: expected a JSON object, got {type(data).__name__}")
         kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = dict(data.get("extra") or {})
+        raw_extra = data.get("extra") or {}
+        if not isinstance(raw_extra, Mapping):
+            raise MetadataError(f"metadata 'extra': expected an object, got {type(raw_extra).__name__}")
+        extra: dict[str, Any] = dict(raw_extra)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         for key, value in data.items():
             if key == "extra" or value is None:
