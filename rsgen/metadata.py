@@ -438,6 +438,7 @@ def read_geotiff_metadata(path: str | Path) -> tuple[Metadata, dict[str, str]]:
     """
     import rasterio
     import rasterio.errors
+    from rasterio._err import CPLE_BaseError
     from rasterio.errors import RasterioIOError
 
     from rsgen.errors import GeoTiffError
@@ -466,7 +467,13 @@ def read_geotiff_metadata(path: str | Path) -> tuple[Metadata, dict[str, str]]:
         except MetadataError:
             pass
     if crs is not None and not transform.is_identity:
-        lat, lon, gsd, how = georeference_facts(crs, transform, width, height)
+        try:
+            lat, lon, gsd, how = georeference_facts(crs, transform, width, height)
+        except (rasterio.errors.RasterioError, CPLE_BaseError, ValueError, ArithmeticError) as e:
+            # e.g. an engineering CRS with no path to WGS84, or a degenerate transform
+            raise GeoTiffError(
+                f"{path}: its CRS cannot be placed on the Earth ({str(e).splitlines()[0][:120]})"
+            ) from None
         fields.update(lat=lat, lon=lon, gsd_m=gsd)
         sources.update(lat="CRS + transform", lon="CRS + transform", gsd_m=how)
 

@@ -76,7 +76,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
         count = sum(
             1
             for p in args.images.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and ".condition-" not in p.name and not p.name.startswith(".")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and ".condition-" not in p.name
+            and not p.name.startswith(".")
         )
         if count < MIN_IMAGES:
             raise ConfigError(

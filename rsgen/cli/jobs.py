@@ -379,18 +379,17 @@ def _settings(
     }
 
 
-def _log_estimate(req: GenerateRequest, size: tuple[int, int], pipe: RSGenPipeline) -> None:
+def _log_estimate(count: int, size: tuple[int, int], s: SamplingOptions, pipe: RSGenPipeline) -> None:
     """One log line before the work: images, pixels, UNet evaluations, peak memory and disk (rough)."""
-    count = req.n * len(req.prompts)
-    est = safety.output_estimate(*size, count, req.sampling.formats)
-    passes = 3 if req.sampling.guidance_meta not in (None, 1.0) else 2  # guidance branches per step
+    est = safety.output_estimate(*size, count, s.formats)
+    passes = 3 if s.guidance_meta not in (None, 1.0) else 2  # guidance branches per step
     log.warning(
         "job: %d image(s) of %dx%d, %d steps -> about %d UNet evaluations (%s); output memory ~%s, disk <= %s",
         count,
         size[1],
         size[0],
-        req.sampling.steps,
-        count * req.sampling.steps * passes,
+        s.steps,
+        count * s.steps * passes,
         "untrained tiny model" if getattr(pipe, "untrained", False) else str(pipe.device),
         safety.format_bytes(est["memory"]),
         safety.format_bytes(est["disk"]),
@@ -464,7 +463,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
             )
             s.overlap = window // 2
         tiling = Tiling(window=window, overlap=s.overlap, decode_tile=window)
-    _log_estimate(req, size, pipe)
+    _log_estimate(req.n * len(req.prompts), size, s, pipe)
     written: list[Path] = []
     stem = s.name or "rsgen"
     base_dir = str(_first_model_dir(cascade, s.model))  # where MODEL/controlnet-TYPE is looked for
@@ -647,6 +646,7 @@ def run_whatif_request(req: WhatIfRequest) -> list[Path]:
     pipe = _load_model(req.sampling.model)
     req.sampling.check_model(pipe)
     source = crop_to_multiple(source, pipe.size_multiple)
+    _log_estimate(len(values), tuple(source.pixels.shape[2:]), req.sampling, pipe)
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
     res = run_whatif(
