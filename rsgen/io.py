@@ -75,8 +75,13 @@ def json_text(data: Any, where: str | Path = "JSON") -> str:
         raise DataError(f"{where}: cannot write a non-finite number as JSON ({e})") from None
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json_text(data, path))
+def atomic_write_json(path: str | Path, data: Any, *, strict: bool = False) -> None:
+    """JSON written atomically; ``strict``: refuse NaN / Infinity (sidecars are strict: :func:`json_text`;
+    reports keep NaN for undefined metrics, as Python's json reads them back)."""
+    if strict:
+        atomic_write_text(path, json_text(data, path))
+    else:
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @contextlib.contextmanager

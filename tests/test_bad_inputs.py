@@ -342,6 +342,11 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "whatif-strength-nan": (whatif(tif_input, "--sweep", "month=1", "--strength", "nan"), r"--strength nan"),
     "whatif-name-traversal": (whatif(tif_input, "--sweep", "month=1", "--name", "../up"), r"not a path"),
+    # evaluate
+    "evaluate-one-image": (
+        lambda t, m: ["evaluate", "--images", str(small_png(t / "one.png").parent), "--out", str(t / "out")],
+        r"--images .*: 1 image\(s\); evaluation needs at least 2",
+    ),
     # argument parsing
     "argparse-bad-int": (gen("forest", "--steps", "abc"), r"argument --steps: invalid int value: 'abc'"),
     "argparse-unknown-option": (gen("forest", "--bogus"), r"unrecognized arguments: --bogus"),
@@ -387,4 +392,4 @@ def test_bad_input_is_one_error_line(case, model, tmp_path, capsys) -> None:  # 
 
 def test_corpus_size() -> None:
     """docs/reliability.md quotes this count."""
-    assert len(CASES) >= 60
+    assert len(CASES) >= 62

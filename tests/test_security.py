@@ -200,7 +200,7 @@ def test_every_from_pretrained_of_weights_is_safe() -> None:
 
 def test_sidecar_json_is_strict(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DataError, match="non-finite"):
-        atomic_write_json(tmp_path / "s.json", {"guidance": float("inf")})
+        atomic_write_json(tmp_path / "s.json", {"guidance": float("inf")}, strict=True)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -72,7 +72,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     if args.images is not None:
         if not args.images.is_dir():
-            raise ConfigError(f"--images {args.images}: not a folder of generated images")
+            raise ConfigError(f"--images {args.images}: generated-image folder not found")
         count = sum(
             1
             for p in args.images.rglob("*")
