@@ -69,6 +69,18 @@ def test_inside_refuses_escapes(tmp_path) -> None:  # type: ignore[no-untyped-de
         safety.inside(tmp_path / "link" / "a.tif", tmp_path)
 
 
+def test_unwritable_out_is_one_error_before_loading(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """(Tests run as root, where chmod cannot make a folder unwritable: the probe write is made to fail.)"""
+    import tempfile
+
+    def denied(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)
+    with pytest.raises(ConfigError, match=r"--out .*: cannot write there \(Permission denied\)"):
+        safety.check_output_dir(tmp_path / "out")
+
+
 def test_jsonl_names_write_inside_out(model, tmp_path) -> None:  # type: ignore[no-untyped-def]
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "a forest", "name": "plot 7", "seed": 3}\n')
