@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rsgen import __version__
-from rsgen.errors import GeoTiffError, MetadataError
+from rsgen.errors import DataError, GeoTiffError, MetadataError
 from rsgen.metadata import Metadata
 
 # ------------------------------------------------------------------------------------------ atomic writes
@@ -34,12 +34,18 @@ def _umask() -> int:
     return mask
 
 
+def temp_prefix(path: Path) -> str:
+    """Temporary names are ``.NAME.PID.RANDOM.tmp``: hidden, and recognisable by
+    :func:`rsgen.safety.clean_stale_temps` as left by a process that is no longer alive."""
+    return f".{path.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should be an ordinary file
@@ -61,8 +67,46 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def json_text(data: Any, where: str | Path = "JSON") -> str:
+    """Strict JSON (``allow_nan=False``: NaN / Infinity are not JSON); DataError naming ``where`` otherwise."""
+    try:
+        return json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    except ValueError as e:
+        raise DataError(f"{where}: cannot write a non-finite number as JSON ({e})") from None
+
+
+def atomic_write_json(path: str | Path, data: Any, *, strict: bool = False) -> None:
+    """JSON written atomically; ``strict``: refuse NaN / Infinity (sidecars are strict: :func:`json_text`;
+    reports keep NaN for undefined metrics, as Python's json reads them back)."""
+    if strict:
+        atomic_write_text(path, json_text(data, path))
+    else:
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_group(paths: Sequence[str | Path]) -> Iterator[list[Path]]:
+    """Write several files that belong together (sidecars, conditions, then the image(s)): yields one temporary
+    path per target; after a clean exit all are fsynced and renamed in the given order, so the last target
+    (the image) appears only when the others are in place. Any exception removes every temporary file."""
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for t in targets:
+            t.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=temp_prefix(t), suffix=".tmp", dir=t.parent)
+            os.close(fd)
+            os.chmod(name, 0o666 & ~_umask())
+            temps.append(Path(name))
+        yield list(temps)
+        for tmp in temps:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        for tmp, t in zip(temps, targets, strict=True):
+            os.replace(tmp, t)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -70,7 +114,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``path`` (an old folder there is removed after the swap)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should be an ordinary folder
     try:
         yield tmp
@@ -157,10 +201,14 @@ def utm_epsg(lat: float, lon: float) -> int:
 
 # ------------------------------------------------------------------------------------- image conversion
 
+#: how a 3-D array holds its bands: (H, W, C) or (C, H, W)
+LAYOUTS = ("HWC", "CHW")
 
-def to_hwc_uint8(image: Any) -> np.ndarray:
+
+def to_hwc_uint8(image: Any, layout: str | None = None) -> np.ndarray:
     """An image as (H, W, C) uint8: accepts PIL images, numpy (H, W[, C]) or (C, H, W), and torch tensors
-    in [0, 1] or [-1, 1] (float) or 0-255 (integer)."""
+    in [0, 1] or [-1, 1] (float) or 0-255 (integer). ``layout`` ("HWC" / "CHW") says which a 3-D array is;
+    None guesses from the shape (only for callers that cannot know: 1, 3 or 4 leading channels = CHW)."""
     if hasattr(image, "detach"):  # torch tensor
         image = image.detach().float().cpu().numpy()
     arr = np.asarray(image)
@@ -168,7 +216,9 @@ def to_hwc_uint8(image: Any) -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ValueError(f"expected an image with 2 or 3 dimensions, got shape {arr.shape}")
-    if arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
+    if layout == "CHW" or (layout is None and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4)):
         arr = np.transpose(arr, (1, 2, 0))  # (C, H, W) -> (H, W, C)
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
@@ -179,11 +229,13 @@ def to_hwc_uint8(image: Any) -> np.ndarray:
     return np.ascontiguousarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def write_png(path: str | Path, image: Any, text: Mapping[str, str] | None = None) -> Path:
-    """Write an image as PNG atomically; ``text`` goes into PNG tEXt chunks."""
+def write_png(
+    path: str | Path, image: Any, text: Mapping[str, str] | None = None, *, layout: str | None = None
+) -> Path:
+    """Write an image as PNG atomically; ``text`` goes into PNG tEXt chunks; ``layout`` as in :func:`to_hwc_uint8`."""
     from PIL import Image, PngImagePlugin
 
-    arr = to_hwc_uint8(image)
+    arr = to_hwc_uint8(image, layout)
     info = PngImagePlugin.PngInfo()
     for k, v in (text or {}).items():
         info.add_text(k, str(v))
@@ -276,19 +328,28 @@ def write_geotiff(
     tags: Mapping[str, str] | None = None,
     nodata: float | None = None,
     cog: bool = False,
+    layout: str | None = None,
 ) -> Path:
     """Write an image as GeoTIFF (or Cloud-Optimized GeoTIFF) atomically.
 
-    ``image``: numpy (H, W, C) / (C, H, W) / (H, W) of any dtype, a PIL image or a tensor (converted to uint8).
+    ``image``: numpy (H, W) or 3-D of any dtype with ``layout`` "HWC" or "CHW" (required: a shape cannot tell
+    a 16x16 RGB image from 16 bands of 16x3), a PIL image or an (H, W, C) / (C, H, W) tensor (converted to uint8).
     ``georef`` is resized to the image if its grid has another size (same footprint). Without a georeference the
     file has no CRS: it is then a plain TIFF with tags.
     """
     import rasterio
 
-    arr = np.asarray(image) if isinstance(image, np.ndarray) else to_hwc_uint8(image)
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 3 and layout is None:
+            raise ValueError(f"write_geotiff: a 3-D array {arr.shape} needs layout='HWC' or layout='CHW'")
+    else:
+        arr, layout = to_hwc_uint8(image, layout), "HWC"
     if arr.ndim == 2:
         arr = arr[None]
-    elif arr.ndim == 3 and arr.shape[-1] <= 16 and arr.shape[0] > 16:
+    elif arr.ndim == 3 and layout == "HWC":
         arr = np.transpose(arr, (2, 0, 1))  # (H, W, C) -> (C, H, W)
     elif arr.ndim != 3:
         raise ValueError(f"expected an image with 2 or 3 dimensions, got shape {arr.shape}")
@@ -343,14 +404,17 @@ class GeoTiffBlockWriter:
         self._dst = rasterio.open(tmp, "w", **self.profile)
         return self
 
-    def write_window(self, array: Any, col_off: int, row_off: int) -> None:
-        """Write ``array`` ((C, h, w) or (h, w, C) or (h, w)) with its top-left pixel at (col_off, row_off)."""
+    def write_window(self, array: Any, col_off: int, row_off: int, layout: str = "CHW") -> None:
+        """Write ``array`` ((C, h, w), or (h, w, C) with ``layout="HWC"``, or (h, w)) with its top-left pixel
+        at (col_off, row_off)."""
         from rasterio.windows import Window
 
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
         arr = np.asarray(array)
         if arr.ndim == 2:
             arr = arr[None]
-        elif arr.shape[0] != self.profile["count"] and arr.shape[-1] == self.profile["count"]:
+        elif layout == "HWC":
             arr = np.transpose(arr, (2, 0, 1))
         window = Window(col_off, row_off, arr.shape[2], arr.shape[1])
         self._dst.write(arr.astype(self.profile["dtype"], copy=False), window=window)
@@ -384,10 +448,12 @@ def read_geotiff(path: str | Path, *, require_crs: bool = False) -> GeoRaster:
     import rasterio
 
     from rsgen.metadata import read_geotiff_metadata
+    from rsgen.safety import check_input_pixels
 
     path = Path(path)
     _open_checked(path)
     with rasterio.open(path) as ds:
+        check_input_pixels(path, ds.width, ds.height)  # before any pixel is decoded
         try:
             array = ds.read()
         except Exception as e:  # truncated or corrupt pixel data

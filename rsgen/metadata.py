@@ -280,7 +280,10 @@ class Metadata:
         if not isinstance(data, Mapping):
             raise MetadataError(f"metadata: expected a JSON object, got {type(data).__name__}")
         kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = dict(data.get("extra") or {})
+        raw_extra = data.get("extra") or {}
+        if not isinstance(raw_extra, Mapping):
+            raise MetadataError(f"metadata 'extra': expected an object, got {type(raw_extra).__name__}")
+        extra: dict[str, Any] = dict(raw_extra)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         for key, value in data.items():
             if key == "extra" or value is None:
@@ -435,6 +438,7 @@ def read_geotiff_metadata(path: str | Path) -> tuple[Metadata, dict[str, str]]:
     """
     import rasterio
     import rasterio.errors
+    from rasterio._err import CPLE_BaseError
     from rasterio.errors import RasterioIOError
 
     from rsgen.errors import GeoTiffError
@@ -463,7 +467,13 @@ def read_geotiff_metadata(path: str | Path) -> tuple[Metadata, dict[str, str]]:
         except MetadataError:
             pass
     if crs is not None and not transform.is_identity:
-        lat, lon, gsd, how = georeference_facts(crs, transform, width, height)
+        try:
+            lat, lon, gsd, how = georeference_facts(crs, transform, width, height)
+        except (rasterio.errors.RasterioError, CPLE_BaseError, ValueError, ArithmeticError) as e:
+            # e.g. an engineering CRS with no path to WGS84, or a degenerate transform
+            raise GeoTiffError(
+                f"{path}: its CRS cannot be placed on the Earth ({str(e).splitlines()[0][:120]})"
+            ) from None
         fields.update(lat=lat, lon=lon, gsd_m=gsd)
         sources.update(lat="CRS + transform", lon="CRS + transform", gsd_m=how)
 

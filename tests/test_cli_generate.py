@@ -28,7 +28,7 @@ def ref_tif(tmp_path) -> Path:
 
     georef = GeoReference.from_latlon_gsd(47.0, -99.0, 1.0, 32, 32)
     img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype("uint8")
-    return write_geotiff(tmp_path / "ref_20190704.tif", img, georef)
+    return write_geotiff(tmp_path / "ref_20190704.tif", img, georef, layout="HWC")
 
 
 def gen(model, tmp_path, *extra: str) -> int:

@@ -38,6 +38,7 @@ def test_georeference_from_latlon_gsd_is_centred_and_read_back(tmp_path) -> None
         tmp_path / "out.tif",
         np.zeros((32, 64, 3), np.uint8),
         ref,
+        layout="HWC",
         tags=generation_tags(meta, prompt="a farm", seed=7, model_id="tiny"),
     )
     back = read_geotiff(path)
@@ -57,7 +58,7 @@ def test_georeference_copied_from_reference_and_resized(tmp_path, fake_geotiff) 
     src = fake_geotiff("ref.tif", width=64, height=48)
     ref = GeoReference.from_raster(src)
     out = write_geotiff(
-        tmp_path / "big.tif", np.ones((3, 192, 256), np.uint8), ref
+        tmp_path / "big.tif", np.ones((3, 192, 256), np.uint8), ref, layout="CHW"
     )  # 4x the pixels, same footprint
     back = read_geotiff(out)
     assert back.georef is not None
@@ -69,7 +70,9 @@ def test_georeference_copied_from_reference_and_resized(tmp_path, fake_geotiff) 
 def test_geographic_crs_round_trip(tmp_path, fake_geotiff) -> None:  # type: ignore[no-untyped-def]
     src = fake_geotiff("geo.tif", crs="EPSG:4326")
     raster = read_geotiff(src)
-    out = write_geotiff(tmp_path / "copy.tif", raster.array, raster.georef, metadata=raster.metadata)
+    out = write_geotiff(
+        tmp_path / "copy.tif", raster.array, raster.georef, metadata=raster.metadata, layout="CHW"
+    )
     back = read_geotiff(out)
     assert back.georef.crs == raster.georef.crs
     assert back.metadata.gsd_m == pytest.approx(raster.metadata.gsd_m)
@@ -90,7 +93,9 @@ def test_nodata_and_float_data_kept(tmp_path, fake_geotiff) -> None:  # type: ig
     data[0, 4:8, 4:8] = 12.5
     src = fake_geotiff("dsm.tif", count=1, dtype="float32", nodata=-9999, data=data, width=16, height=16)
     raster = read_geotiff(src)
-    out = write_geotiff(tmp_path / "dsm2.tif", raster.array, raster.georef, nodata=raster.nodata)
+    out = write_geotiff(
+        tmp_path / "dsm2.tif", raster.array, raster.georef, nodata=raster.nodata, layout="CHW"
+    )
     back = read_geotiff(out)
     assert back.nodata == -9999 and back.array.dtype == np.float32
     np.testing.assert_array_equal(back.array, data)
@@ -103,6 +108,7 @@ def test_cog_output(tmp_path) -> None:  # type: ignore[no-untyped-def]
         np.random.default_rng(0).integers(0, 255, (512, 512, 3), np.uint8),
         ref,
         cog=True,
+        layout="HWC",
     )
     with rasterio.open(out) as ds:
         assert ds.overviews(1), "a COG has internal overviews"
@@ -162,7 +168,9 @@ def test_invalid_georeference_values() -> None:
 def test_real_elevation_keeps_nodata(datasets, tmp_path) -> None:  # type: ignore[no-untyped-def]
     raster = read_geotiff(datasets / "elevation" / "dsm.tif")
     assert raster.nodata == -9999
-    out = write_geotiff(tmp_path / "dsm.tif", raster.array, raster.georef, nodata=raster.nodata)
+    out = write_geotiff(
+        tmp_path / "dsm.tif", raster.array, raster.georef, nodata=raster.nodata, layout="CHW"
+    )
     back = read_geotiff(out)
     assert back.nodata == -9999
     np.testing.assert_array_equal(back.array, raster.array)

@@ -164,7 +164,7 @@ def _geotiff(path: Path, side: int, gsd: float) -> Path:
     rng = np.random.default_rng(0)
     image = (rng.random((side // 8, side // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
     image = (image.astype(np.int16) + rng.integers(-20, 20, image.shape)).clip(0, 255).astype(np.uint8)
-    write_geotiff(path, image, GeoReference.from_latlon_gsd(47.0, 8.0, gsd, side, side))
+    write_geotiff(path, image, GeoReference.from_latlon_gsd(47.0, 8.0, gsd, side, side), layout="HWC")
     return path
 
 

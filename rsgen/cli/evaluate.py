@@ -61,6 +61,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, log_level=logging.INFO)
 
 
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+MIN_IMAGES = 2  # distribution metrics (FID/KID) need at least two samples
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Argument checks before any network loads: the output folder, the image folder and counts."""
+    from rsgen.safety import check_output_dir
+
+    check_output_dir(args.out)
+    if args.images is not None:
+        if not args.images.is_dir():
+            raise ConfigError(f"--images {args.images}: generated-image folder not found")
+        count = sum(
+            1
+            for p in args.images.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and ".condition-" not in p.name
+            and not p.name.startswith(".")
+        )
+        if count < MIN_IMAGES:
+            raise ConfigError(
+                f"--images {args.images}: {count} image(s); evaluation needs at least {MIN_IMAGES} "
+                "(distribution metrics compare sets of images)"
+            )
+    for option, value in (("--num-images", args.num_images), ("--max-generated", args.max_generated)):
+        if value is not None and value < MIN_IMAGES:
+            raise ConfigError(f"{option} {value}: expected at least {MIN_IMAGES} images")
+
+
 def run(args: argparse.Namespace) -> int:
     from rsgen.config import load_config
     from rsgen.eval.evaluate import EvaluateConfig, evaluate_folder, generate_class_prompt_set
@@ -84,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
                 f"--segmenter {item!r}: expected TYPE=module:function, e.g. footprints=seg.py:run"
             )
         overrides.append(f"segmenters.{kind.strip()}={spec.strip()}")
+    _check_arguments(args)
     config = load_config(EvaluateConfig, args.config, overrides, subdir="eval")
-    if config.max_generated is not None and config.max_generated < 1:
-        raise ConfigError(f"--max-generated {config.max_generated}: expected a positive number")
+    if config.max_generated is not None and config.max_generated < MIN_IMAGES:
+        raise ConfigError(f"max_generated {config.max_generated}: expected at least {MIN_IMAGES} images")
     if args.generate_only and args.model is None:
         raise ConfigError("--generate-only needs --model")
     if args.model is not None and config.vae is None:

@@ -1,6 +1,6 @@
 """``rsgen generate`` (text + metadata [+ ControlNet] images, optionally through a resolution cascade or as a
 large tiled scene) and ``rsgen whatif`` (edit a real tile with changed date / season / GSD / caption). This
-module only parses arguments; the work is in :mod:`rsgen.pipelines.jobs`."""
+module only parses arguments; the work is in :mod:`rsgen.cli.jobs`."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _sampling(args: argparse.Namespace) -> Any:
-    from rsgen.pipelines.jobs import SamplingOptions
+    from rsgen.cli.jobs import SamplingOptions
 
     return SamplingOptions(
         model=args.model,
@@ -130,7 +130,7 @@ def _sampling(args: argparse.Namespace) -> Any:
 
 
 def _metadata(args: argparse.Namespace) -> Any:
-    from rsgen.pipelines.jobs import MetadataOptions
+    from rsgen.cli.jobs import MetadataOptions
 
     return MetadataOptions(
         lat=args.lat, lon=args.lon, latlon=args.latlon, date=args.date, gsd=args.gsd, cloud=args.cloud
@@ -148,8 +148,8 @@ def _pairs(option: str, items: list[str]) -> dict[str, str]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from rsgen.pipelines.jobs import GenerateRequest, PromptItem, parse_size, read_prompts_file
-    from rsgen.pipelines.jobs import run_generate as run_generate_job
+    from rsgen.cli.jobs import GenerateRequest, PromptItem, parse_size, read_prompts_file
+    from rsgen.cli.jobs import run_generate as run_generate_job
 
     if args.prompt is None and args.prompts is None:
         raise ConfigError("no prompt: give PROMPT or --prompts FILE")
@@ -175,7 +175,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_whatif(args: argparse.Namespace) -> int:
-    from rsgen.pipelines.jobs import WhatIfRequest, run_whatif_request
+    from rsgen.cli.jobs import WhatIfRequest, run_whatif_request
 
     req = WhatIfRequest(
         input=args.input,

@@ -139,18 +139,34 @@ def find_annotators(folder: str | os.PathLike | None, kind: str, files: Sequence
             f"or set ${ANNOTATORS_ENV} to a local folder holding them (rsgen never downloads weights)"
         )
     path = Path(where)
-    missing = [f for f in files if not (path / f).is_file()]
+    missing = [f for f in files if annotator_file(path, f) is None]
     if missing:
         raise WeightsNotFoundError(
-            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators files)"
+            f"condition {kind!r}: {', '.join(missing)} not found in {path} (expected lllyasviel/Annotators "
+            "files, or .safetensors conversions of them)"
         )
     return path
 
 
+def annotator_file(folder: Path, name: str) -> Path | None:
+    """The annotator weight file ``name`` in ``folder``, preferring a ``.safetensors`` conversion of it."""
+    for candidate in (folder / Path(name).with_suffix(".safetensors").name, folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _weighted_detector(kind: str, folder: str) -> Any:
-    module, cls = _WEIGHTED[kind][:2]
-    return _aux(module, cls).from_pretrained(folder)
+    """A controlnet-aux detector with its weights read safely: a ``.safetensors`` file with safetensors,
+    a pickle with ``weights_only=True`` forced (see :func:`rsgen.safety.restricted_torch_load`)."""
+    from rsgen.safety import restricted_torch_load
+
+    module, cls, files, _help, container = _WEIGHTED[kind]
+    weights = annotator_file(Path(folder), files[0])
+    assert weights is not None  # find_annotators checked
+    with restricted_torch_load(container):
+        return _aux(module, cls).from_pretrained(folder, filename=weights.name)
 
 
 def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:
@@ -171,14 +187,16 @@ def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:
     return make
 
 
-_WEIGHTED: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "hed": ("hed", "HEDdetector", ("ControlNetHED.pth",), "HED soft edges"),
-    "pidi": ("pidi", "PidiNetDetector", ("table5_pidinet.pth",), "PiDiNet soft edges"),
-    "mlsd": ("mlsd", "MLSDdetector", ("mlsd_large_512_fp32.pth",), "M-LSD straight lines"),
-    "midas": ("midas", "MidasDetector", ("dpt_hybrid-midas-501f0c75.pt",), "MiDaS relative depth"),
-    "normalbae": ("normalbae", "NormalBaeDetector", ("scannet.pt",), "NormalBAE surface normals"),
+# (controlnet-aux module, class, weight files, help, key under which controlnet-aux expects the state dict in
+# the checkpoint: a .safetensors conversion holds the bare state dict)
+_WEIGHTED: dict[str, tuple[str, str, tuple[str, ...], str, str | None]] = {
+    "hed": ("hed", "HEDdetector", ("ControlNetHED.pth",), "HED soft edges", None),
+    "pidi": ("pidi", "PidiNetDetector", ("table5_pidinet.pth",), "PiDiNet soft edges", "state_dict"),
+    "mlsd": ("mlsd", "MLSDdetector", ("mlsd_large_512_fp32.pth",), "M-LSD straight lines", None),
+    "midas": ("midas", "MidasDetector", ("dpt_hybrid-midas-501f0c75.pt",), "MiDaS relative depth", None),
+    "normalbae": ("normalbae", "NormalBaeDetector", ("scannet.pt",), "NormalBAE surface normals", "model"),
 }
-for _kind, (_m, _c, _files, _help) in _WEIGHTED.items():
+for _kind, (_m, _c, _files, _help, _key) in _WEIGHTED.items():
     register_condition(_kind, "image", f"{_help} (needs {', '.join(_files)})", weights=_files)(
         _weighted_maker(_kind)
     )

@@ -91,6 +91,10 @@ def read_raster(
         with _quiet_rasterio(), rasterio.open(path) as src:
             if bands is None:  # RGB for detectors; every band for rasters (a maker asks to choose)
                 bands = ([1, 2, 3] if src.count >= 3 else [1]) if rgb else list(range(1, src.count + 1))
+            if grid is None and size is None:
+                from rsgen.safety import check_input_pixels
+
+                check_input_pixels(path, src.width, src.height)  # before any pixel is decoded
             if max(bands) > src.count:
                 raise GeoTiffError(f"{path}: band {max(bands)} asked for, the file has {src.count} band(s)")
             src_nodata = nodata if nodata is not None else src.nodata
@@ -159,13 +163,9 @@ def load_rgb(source: Any, band: Any, grid: Any) -> np.ndarray:
     if isinstance(source, str) and not source.lower().endswith(IMAGE_SUFFIXES):
         img = to_uint8(read_raster(source, band_list(band), grid, None, "bilinear", None, rgb=True))
     elif isinstance(source, str):
-        from PIL import Image
+        from rsgen.safety import read_image_rgb
 
-        try:
-            with Image.open(source) as im:
-                img = np.asarray(im.convert("RGB"))
-        except OSError as e:
-            raise DataError(f"{source}: not a readable image ({e})") from None
+        img = read_image_rgb(source)
     else:
         try:
             img = to_hwc_uint8(source)
@@ -183,13 +183,13 @@ def load_values(
     if isinstance(source, str) and not source.lower().endswith(IMAGE_SUFFIXES):
         return read_raster(source, band_list(band), grid, size, resampling, nodata)
     if isinstance(source, str):
-        from PIL import Image
+        from rsgen.safety import open_image
 
-        try:
-            with Image.open(source) as im:
+        with open_image(source) as im:
+            try:
                 arr = np.asarray(im if im.mode in ("P", "L", "I", "F", "RGB", "I;16") else im.convert("RGB"))
-        except OSError as e:
-            raise DataError(f"{source}: not a readable image ({e})") from None
+            except (OSError, ValueError) as e:
+                raise DataError(f"{source}: image data cannot be decoded ({e})") from None
     else:
         arr = np.asarray(source)
     if (
@@ -203,8 +203,48 @@ def load_values(
         arr = resize(arr, size, nearest=resampling == "nearest")
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     if band is not None:
-        arr = arr[:, :, [b - 1 for b in band_list(band)]]
+        wanted = band_list(band) or []
+        if max(wanted) > arr.shape[2]:
+            raise DataError(
+                f"{source if isinstance(source, str) else 'condition source'}: band {max(wanted)} asked for, "
+                f"the image has {arr.shape[2]} band(s)"
+            )
+        arr = arr[:, :, [b - 1 for b in wanted]]
     return arr.transpose(2, 0, 1)  # (C, H, W)
+
+
+_GEOMETRY_DEPTH = {
+    "Point": 1,
+    "MultiPoint": 2,
+    "LineString": 2,
+    "MultiLineString": 3,
+    "Polygon": 3,
+    "MultiPolygon": 4,
+}
+
+
+def _valid_geometry(geom: dict) -> bool:
+    """A GeoJSON geometry whose coordinates nest to its type's depth and end in finite [x, y(, z)] numbers."""
+    kind = geom.get("type")
+    if kind == "GeometryCollection":
+        parts = geom.get("geometries")
+        return isinstance(parts, list) and all(isinstance(g, dict) and _valid_geometry(g) for g in parts)
+    depth = _GEOMETRY_DEPTH.get(kind)  # type: ignore[arg-type]
+    if depth is None:
+        return False
+
+    def ok(c: Any, d: int) -> bool:
+        if d == 1:
+            return (
+                isinstance(c, (list, tuple))
+                and 2 <= len(c) <= 3
+                and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in c
+                )
+            )
+        return isinstance(c, (list, tuple)) and len(c) > 0 and all(ok(x, d - 1) for x in c)
+
+    return ok(geom.get("coordinates"), depth)
 
 
 def load_geometries(source: Any, grid: Any, crs: Any) -> list[tuple[dict, dict]]:
@@ -237,7 +277,15 @@ def load_geometries(source: Any, grid: Any, crs: Any) -> list[tuple[dict, dict]]
         raise DataError(
             f"{name}: not GeoJSON (type {kind!r}; expected a FeatureCollection, Feature or geometry)"
         )
+    if not isinstance(feats, list) or not all(isinstance(f, dict) for f in feats):
+        raise DataError(f"{name}: 'features' must be a list of GeoJSON Feature objects")
     pairs = [(f["geometry"], f.get("properties") or {}) for f in feats if f.get("geometry")]
+    for i, (g, props) in enumerate(pairs):
+        if not isinstance(g, dict) or not isinstance(props, dict) or not _valid_geometry(g):
+            raise DataError(
+                f"{name}: feature {i} has an invalid geometry (expected a GeoJSON geometry with numeric "
+                "coordinates, e.g. a Polygon of [lon, lat] rings)"
+            )
     if crs is None:
         crs = ((source.get("crs") or {}).get("properties") or {}).get("name") or DEFAULT_VECTOR_CRS
     try:
@@ -246,7 +294,10 @@ def load_geometries(source: Any, grid: Any, crs: Any) -> list[tuple[dict, dict]]
         raise DataError(f"{name}: CRS {crs!r} is not understood (expected e.g. EPSG:4326)") from None
     if not pairs:
         return []
-    geoms = transform_geom(src_crs, grid.crs, [g for g, _ in pairs])
+    try:
+        geoms = transform_geom(src_crs, grid.crs, [g for g, _ in pairs])
+    except Exception as e:  # GDAL/OGR refuse a malformed geometry
+        raise DataError(f"{name}: a geometry cannot be reprojected ({str(e).splitlines()[0]})") from None
     return [(g, p) for g, (_, p) in zip(geoms, pairs, strict=True)]
 
 

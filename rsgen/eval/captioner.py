@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from rsgen.errors import DataError, WeightsNotFoundError
 from rsgen.paths import ASSETS_DIR
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def build_captioner(
                 f"captioning checkpoint not found at {path} (expected a VisionEncoderDecoderModel folder with "
                 "config.json + model.safetensors)"
             )
-        model = VisionEncoderDecoderModel.from_pretrained(str(path), use_safetensors=True)
+        model = VisionEncoderDecoderModel.from_pretrained(str(path), use_safetensors=use_safetensors())
         tok = CaptionTokenizer.load(path, config.tokenizer)
         outputs = int(model.config.decoder.vocab_size)
         if outputs != len(tok):

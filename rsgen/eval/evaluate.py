@@ -21,6 +21,7 @@ from rsgen.eval.distribution import (
     frechet_distance,
 )
 from rsgen.eval.generated_set import GeneratedSet, load_generated_set
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
         raise RsgenError(f"generating from a model needs rsgen.pipelines.RSGenPipeline ({e})") from None
     if not (Path(model_dir) / "model_index.json").is_file():
         raise RsgenError(f"--model {model_dir}: not a saved rsgen model (no model_index.json)")
-    pipe = RSGenPipeline.from_pretrained(str(model_dir))
+    pipe = RSGenPipeline.from_pretrained(str(model_dir), use_safetensors=use_safetensors())
     import torch
 
     if torch.cuda.is_available():  # per-image seeds keep the set reproducible on either device

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from rsgen.errors import WeightsNotFoundError
 from rsgen.paths import ASSETS_DIR, REPO_ROOT
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def load_feature_net(path: str | Path | None = None) -> RSResNet:
             f"RS feature network not found at {path} (expected config.json + safetensors; "
             "train one with eval/train_feature_net.py)"
         )
-    return RSResNet.from_pretrained(path).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -35,6 +35,7 @@ from rsgen.errors import DataError, WeightsNotFoundError
 from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar, save_trained_model, to_nchw
 from rsgen.eval.metadata_faithfulness import MetadataFaithfulness, metadata_faithfulness
 from rsgen.paths import ASSETS_DIR, datasets_dir
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def load_gsd_predictor(path: str | Path | None = None) -> RSResNet:
         raise WeightsNotFoundError(
             f"GSD predictor not found at {path} (train one with eval/train_gsd_predictor.py)"
         )
-    return RSResNet.from_pretrained(path).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
 
 
 def predict_gsd(model: RSResNet, images: np.ndarray | torch.Tensor) -> np.ndarray:

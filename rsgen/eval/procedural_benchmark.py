@@ -40,6 +40,7 @@ from rsgen.eval.procedural_segmenter import (
     segmenter_for,
 )
 from rsgen.metadata import Metadata
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +459,7 @@ def run_benchmark(
 def _load_pipeline(path: str | Path) -> Any:
     from rsgen.pipelines import RSGenPipeline
 
-    pipe = RSGenPipeline.from_pretrained(str(path))
+    pipe = RSGenPipeline.from_pretrained(str(path), use_safetensors=use_safetensors())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

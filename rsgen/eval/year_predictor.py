@@ -23,6 +23,7 @@ from rsgen.eval.feature_net import RSResNet, fine_tune_regressor, predict_scalar
 from rsgen.eval.gsd_predictor import GeoScene, load_scene, resample_window
 from rsgen.eval.metadata_faithfulness import MetadataFaithfulness, metadata_faithfulness
 from rsgen.paths import ASSETS_DIR, datasets_dir
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def load_year_predictor(path: str | Path | None = None) -> RSResNet:
         raise WeightsNotFoundError(
             f"year predictor not found at {path} (train one with eval/train_year_predictor.py)"
         )
-    return RSResNet.from_pretrained(path).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
 
 
 def real_heldout_set(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
 from rsgen.errors import ConfigError, WeightsNotFoundError
+from rsgen.safety import use_safetensors
 
 #: Condition types a ControlNet can be trained on (images made by ``rsgen.conditions`` or given by the data).
 CONDITION_TYPES = ("canny", "lineart", "shuffle", "footprints", "height", "segmentation")
@@ -45,7 +46,7 @@ def load_controlnet(path: str | Path) -> ControlNetModel:
     folder = p / "controlnet" if (p / "controlnet" / "config.json").is_file() else p
     if not (folder / "config.json").is_file():
         raise WeightsNotFoundError(f"ControlNet: no diffusers ControlNetModel in {p}")
-    return ControlNetModel.from_pretrained(folder, use_safetensors=True)
+    return ControlNetModel.from_pretrained(folder, use_safetensors=use_safetensors())
 
 
 def controlnet_residuals(

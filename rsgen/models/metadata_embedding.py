@@ -86,6 +86,14 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
             a sum of a latitude term and a season term cannot form either. Needs ``local_season``.
     """
 
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> MetadataEmbedding:
+        """diffusers' load, safetensors only unless the user trusts pickle (:func:`rsgen.safety.use_safetensors`)."""
+        from rsgen.safety import use_safetensors
+
+        kwargs.setdefault("use_safetensors", use_safetensors())
+        return super().from_pretrained(*args, **kwargs)
+
     @register_to_config
     def __init__(
         self,

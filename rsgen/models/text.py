@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from rsgen.errors import WeightsNotFoundError
+from rsgen.safety import check_weights_folder, use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ def load_text_encoder(
 
     if path is None:
         root = minilm_path()
-        tokenizer, model = AutoTokenizer.from_pretrained(root), AutoModel.from_pretrained(root)
+        tokenizer, model = (
+            AutoTokenizer.from_pretrained(root),
+            AutoModel.from_pretrained(root, use_safetensors=use_safetensors()),
+        )
     else:
         root = Path(path)
         if not root.is_dir():
@@ -60,11 +64,15 @@ def load_text_encoder(
         tok_dir, model_dir = root, root
         if (root / "text_encoder").is_dir():
             tok_dir, model_dir = root / "tokenizer", root / "text_encoder"
+        check_weights_folder(model_dir)  # safetensors, or pickle with --trust-pickle only
         if _is_clip(model_dir):
             tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-            model = CLIPTextModel.from_pretrained(model_dir)
+            model = CLIPTextModel.from_pretrained(model_dir, use_safetensors=use_safetensors())
         else:
-            tokenizer, model = AutoTokenizer.from_pretrained(tok_dir), AutoModel.from_pretrained(model_dir)
+            tokenizer, model = (
+                AutoTokenizer.from_pretrained(tok_dir),
+                AutoModel.from_pretrained(model_dir, use_safetensors=use_safetensors()),
+            )
     model.requires_grad_(False).eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from rsgen.errors import WeightsNotFoundError
+from rsgen.safety import use_safetensors
 
 
 @dataclass
@@ -69,7 +70,7 @@ def load_vae(path: str | Path) -> AutoencoderKL:
         raise WeightsNotFoundError(
             f"VAE: no diffusers AutoencoderKL in {p} (expected {p}/vae/config.json or {p}/config.json)"
         )
-    return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=use_safetensors())
 
 
 def make_vae(cfg: VAEConfig) -> AutoencoderKL:

@@ -12,6 +12,7 @@ import torch
 from rsgen.errors import WeightsNotFoundError
 from rsgen.paths import DEFAULT_MODEL_DIR
 from rsgen.pipelines.pipeline import RSGenPipeline
+from rsgen.safety import check_model_folder, use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,22 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None) ->
         raise WeightsNotFoundError(
             f"model: no rsgen pipeline folder at {path} (expected {path}/model_index.json; rsgen never downloads)"
         )
-    pipe = RSGenPipeline.from_pretrained(path, use_safetensors=True)
+    check_model_folder(
+        path
+    )  # JSON object, trusted libraries, no custom code, safetensors (or --trust-pickle)
+    try:
+        pipe = RSGenPipeline.from_pretrained(path, use_safetensors=use_safetensors())
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as e:  # diffusers' load of a broken folder
+        raise WeightsNotFoundError(
+            f"model {path}: cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "expected a pipeline folder saved by rsgen"
+        ) from None
     pipe.untrained = False
     if device is not None:
         pipe.to(device)

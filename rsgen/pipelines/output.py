@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from rsgen.errors import ConfigError
-from rsgen.io import GeoReference, atomic_write_json, generation_tags, write_geotiff, write_png
+from rsgen.io import GeoReference, atomic_group, generation_tags, json_text, write_geotiff, write_png
 from rsgen.metadata import Metadata
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,17 @@ def write_image(
     metadata: Metadata | None,
     generation: Mapping[str, Any],
     formats: Sequence[str] = FORMATS,
+    extra_files: Mapping[str, np.ndarray] | None = None,
 ) -> list[Path]:
-    """Write one (H, W, 3) uint8 image as ``stem.tif`` and/or ``stem.png`` and ``stem.json``; returns the paths."""
+    """Write one (H, W, 3) uint8 image as ``stem.tif`` and/or ``stem.png`` with ``stem.json`` (and
+    ``extra_files``: (H, W, 3) uint8 PNGs by file name beside it, e.g. its ControlNet conditions); returns the
+    paths, extras first and the image(s) last.
+
+    The atomic rule: every file is written under a temporary name (``.NAME.PID.RANDOM.tmp``) and renamed into
+    place only when all are complete, extras and sidecar first and the image(s) last, so an image on disk always
+    has its sidecar; a failure removes every temporary file (a killed run's are removed by the next run).
+    """
     stem = Path(stem)
-    written = []
     tags = generation_tags(
         metadata,
         prompt=generation.get("prompt"),
@@ -59,15 +66,20 @@ def write_image(
         model_id=generation.get("model"),
         settings=dict(generation),
     )
-    for fmt in check_formats(formats):
-        path = stem.with_name(stem.name + "." + fmt)
-        if fmt == "tif":
-            write_geotiff(path, image, georef, metadata=metadata, tags=tags)
-        else:
-            write_png(path, image, text={"rsgen": str(generation.get("prompt", ""))})
-        written.append(path)
-    side = stem.with_name(stem.name + ".json")
-    atomic_write_json(side, sidecar_record(metadata, generation))
-    written.append(side)
-    log.info("wrote %s", ", ".join(str(p) for p in written))
-    return written
+    sidecar = json_text(sidecar_record(metadata, generation), stem.with_name(stem.name + ".json"))
+    extras = dict(extra_files or {})
+    targets = [stem.with_name(name) for name in extras]
+    targets.append(stem.with_name(stem.name + ".json"))
+    fmts = check_formats(formats)
+    targets += [stem.with_name(stem.name + "." + fmt) for fmt in fmts]
+    with atomic_group(targets) as temps:
+        for tmp, extra in zip(temps[: len(extras)], extras.values(), strict=True):
+            write_png(tmp, extra, layout="HWC")
+        temps[len(extras)].write_text(sidecar, encoding="utf-8")
+        for tmp, fmt in zip(temps[len(extras) + 1 :], fmts, strict=True):
+            if fmt == "tif":
+                write_geotiff(tmp, image, georef, metadata=metadata, tags=tags, layout="HWC")
+            else:
+                write_png(tmp, image, text={"rsgen": str(generation.get("prompt", ""))}, layout="HWC")
+    log.info("wrote %s", ", ".join(str(p) for p in targets))
+    return targets

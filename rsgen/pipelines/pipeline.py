@@ -204,6 +204,10 @@ class RSGenPipeline(DiffusionPipeline):
     ) -> RSGenPipeline:
         """diffusers' load; a folder with ``text_encoder_ref.json`` gets its text encoder and tokenizer from the
         referenced pip package (WeightsNotFoundError naming the package when it is not installed)."""
+        from rsgen.safety import check_model_folder, use_safetensors
+
+        check_model_folder(pretrained_model_name_or_path)  # no custom code; safetensors unless --trust-pickle
+        kwargs.setdefault("use_safetensors", use_safetensors())
         ref_file = Path(pretrained_model_name_or_path) / TEXT_ENCODER_REF_FILE
         if ref_file.is_file() and ("text_encoder" not in kwargs or "tokenizer" not in kwargs):
             tokenizer, text_encoder = load_referenced_text_encoder(ref_file)

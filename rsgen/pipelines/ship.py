@@ -15,6 +15,7 @@ from typing import Any
 from rsgen import __version__
 from rsgen.errors import ConfigError, WeightsNotFoundError
 from rsgen.io import atomic_dir, atomic_write_json, atomic_write_text
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def ship_model(
     card = complete_card(card, training)
 
     dtypes = {**dict.fromkeys(WEIGHT_COMPONENTS, getattr(torch, dtype)), "default": torch.float32}
-    pipe = RSGenPipeline.from_pretrained(model_dir, use_safetensors=True, dtype=dtypes)
+    pipe = RSGenPipeline.from_pretrained(model_dir, use_safetensors=use_safetensors(), dtype=dtypes)
     if "default_guidance_meta" in card:
         pipe.register_to_config(default_guidance_meta=card["default_guidance_meta"])
     for name in WEIGHT_COMPONENTS:

@@ -39,7 +39,8 @@ class SourceImage:
 
 def load_source(path: str | Path, multiple: int) -> SourceImage:
     """Read an image or GeoTIFF (first 3 bands; 1 band is repeated), centre-cropped to a multiple of
-    ``multiple`` pixels per side (the georeference follows the crop)."""
+    ``multiple`` pixels per side (the georeference follows the crop). The size is checked from the header
+    before decoding (:mod:`rsgen.safety`); unreadable files are one-line DataError / GeoTiffError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"what-if input: no such file {path}")
@@ -48,9 +49,9 @@ def load_source(path: str | Path, multiple: int) -> SourceImage:
         arr, georef = raster.array, raster.georef  # (C, H, W)
         meta, _ = read_geotiff_metadata(path)
     else:
-        from PIL import Image
+        from rsgen.safety import read_image_rgb
 
-        arr = np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1)
+        arr = read_image_rgb(path).transpose(2, 0, 1)  # (3, H, W)
         georef, meta = None, Metadata()
     if arr.shape[0] < 3:
         arr = np.repeat(arr[:1], 3, axis=0)
@@ -60,8 +61,14 @@ def load_source(path: str | Path, multiple: int) -> SourceImage:
     else:  # 16-bit or float rasters: stretch to the 99.8th percentile
         top = float(np.percentile(arr, 99.8)) if float(arr.max()) > 1.0 else 1.0
     pixels = (
-        torch.from_numpy(np.clip(arr.astype(np.float32) / max(top, 1e-6), 0, 1))[None] * 2 - 1
+        torch.from_numpy(np.clip(np.nan_to_num(arr.astype(np.float32)) / max(top, 1e-6), 0, 1))[None] * 2 - 1
     )  # (1, 3, H, W)
+    return crop_to_multiple(SourceImage(pixels, georef, meta, path), multiple)
+
+
+def crop_to_multiple(source: SourceImage, multiple: int) -> SourceImage:
+    """The source centre-cropped to a multiple of ``multiple`` pixels per side (the georeference follows)."""
+    pixels, georef, path = source.pixels, source.georef, source.path
     _, _, h, w = pixels.shape
     ch, cw = (h // multiple) * multiple, (w // multiple) * multiple
     if ch == 0 or cw == 0:
@@ -72,7 +79,7 @@ def load_source(path: str | Path, multiple: int) -> SourceImage:
         pixels = pixels[:, :, r0 : r0 + ch, c0 : c0 + cw]
         if georef is not None:
             georef = georef.window(c0, r0, cw, ch)
-    return SourceImage(pixels.contiguous(), georef, meta, path)
+    return SourceImage(pixels.contiguous(), georef, source.metadata, path)
 
 
 @dataclass(frozen=True)
@@ -84,9 +91,25 @@ class Variant:
     prompt: str
 
 
-def parse_sweep(spec: str) -> tuple[str, list[str]]:
+def _sweep_number(spec: str, field: str, text: str) -> float:
+    """A finite number of a numeric sweep (month and year: whole numbers); one-line ConfigError otherwise."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise ConfigError(f"sweep {spec!r}: {text!r} is not a number (--sweep {field}=VALUES)") from None
+    if not np.isfinite(v):
+        raise ConfigError(f"sweep {spec!r}: {text!r} is not a finite number")
+    if field in ("month", "year") and v != int(v):
+        raise ConfigError(f"sweep {spec!r}: {field} {text!r} must be a whole number")
+    if field == "month" and not 1 <= v <= 12:
+        raise ConfigError(f"sweep {spec!r}: month {text!r} must be 1..12")
+    return v
+
+
+def parse_sweep(spec: str, max_values: int | None = None) -> tuple[str, list[str]]:
     """``FIELD=VALUES`` with VALUES ``a,b,c`` or ``start..stop[:step]`` (numbers) or ``a|b`` (prompts):
-    ``month=1..12``, ``year=2000..2020:5``, ``gsd=0.5,1,2``, ``cloud=0,0.5``, ``prompt=forest|city``."""
+    ``month=1..12``, ``year=2000..2020:5``, ``gsd=0.5,1,2``, ``cloud=0,0.5``, ``prompt=forest|city``.
+    Numbers must be finite (month/year whole); ``max_values`` bounds the sweep length (ConfigError)."""
     field, sep, values = spec.partition("=")
     field = field.strip().lower()
     if not sep or field not in SWEEP_FIELDS or not values.strip():
@@ -94,19 +117,30 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
             f"sweep {spec!r}: expected FIELD=VALUES with FIELD one of {', '.join(SWEEP_FIELDS)}"
         )
     if field == "prompt":
-        return field, [v.strip() for v in values.split("|")]
-    m = re.fullmatch(r"\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*(?::\s*([\d.]+))?\s*", values)
-    if m:
-        start, stop = float(m.group(1)), float(m.group(2))
-        step = float(m.group(3) or 1)
+        out = [v.strip() for v in values.split("|")]
+    elif (m := re.fullmatch(r"\s*(\S+?)\s*\.\.\s*(\S+?)\s*(?::\s*(\S+))?\s*", values)) and field != "date":
+        start, stop = _sweep_number(spec, field, m.group(1)), _sweep_number(spec, field, m.group(2))
+        step = _sweep_number(spec, "step", m.group(3) or "1")
         if step <= 0 or stop < start:
             raise ConfigError(f"sweep {spec!r}: expected start..stop[:step] with start <= stop and step > 0")
-        out, v = [], start
-        while v <= stop + 1e-9:
-            out.append(f"{v:g}")
-            v += step
-        return field, out
-    return field, [v.strip() for v in values.split(",") if v.strip()]
+        count = int((stop - start) / step + 1e-9) + 1
+        if max_values is not None and count > max_values:
+            raise ConfigError(
+                f"sweep {spec!r}: {count} values, above the limit {max_values}; use a larger step or --allow-large"
+            )
+        out = [f"{start + i * step:g}" for i in range(count)]
+    else:
+        out = [v.strip() for v in values.split(",") if v.strip()]
+        if field != "date":
+            for v in out:
+                _sweep_number(spec, field, v)
+    if not out:
+        raise ConfigError(f"sweep {spec!r}: no values")
+    if max_values is not None and len(out) > max_values:
+        raise ConfigError(
+            f"sweep {spec!r}: {len(out)} values, above the limit {max_values}; sweep fewer or pass --allow-large"
+        )
+    return field, out
 
 
 def variants(base: Metadata, prompt: str, field: str, values: Sequence[str]) -> list[Variant]:
@@ -149,6 +183,13 @@ class WhatIfResult:
     seed: int
 
 
+def regridded_size(h: int, w: int, old_gsd: float, gsd_m: float, multiple: int) -> tuple[int, int]:
+    """(height, width) of an (h, w) grid of ``old_gsd`` resampled to ``gsd_m`` over the same footprint."""
+    nw = max(multiple, round(w * old_gsd / gsd_m / multiple) * multiple)
+    nh = max(multiple, round(h * old_gsd / gsd_m / multiple) * multiple)
+    return nh, nw
+
+
 def regrid(
     source: SourceImage, gsd_m: float, multiple: int
 ) -> tuple[torch.Tensor, GeoReference | None, float]:
@@ -157,8 +198,7 @@ def regrid(
     _, _, h, w = source.pixels.shape
     if old is None or abs(gsd_m / old - 1) < 1e-6:
         return source.pixels, source.georef, old if old is not None else gsd_m
-    nw = max(multiple, round(w * old / gsd_m / multiple) * multiple)
-    nh = max(multiple, round(h * old / gsd_m / multiple) * multiple)
+    nh, nw = regridded_size(h, w, old, gsd_m, multiple)
     pixels = F.interpolate(source.pixels, size=(nh, nw), mode="area" if nw < w else "bicubic").clamp(-1, 1)
     georef = source.georef.resized(nw, nh) if source.georef is not None else None
     return pixels, georef, old * w / nw

@@ -1,6 +1,8 @@
 """Generation jobs as the command line describes them: prompts (or a prompts file), metadata options, a
 ``--like`` reference tile, controls, cascade or single model, large scenes; and what-if sweeps. Each job
-validates everything before loading a model, then writes images + sidecars and returns the paths."""
+validates everything before loading a model (limits, names, the output folder), then writes images + sidecars
+(each image appears only with its sidecar: see :func:`rsgen.pipelines.output.write_image`) and returns the
+paths."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rsgen import __version__
+from rsgen import __version__, safety
 from rsgen.errors import ConfigError, DataError, GeoTiffError, MetadataError
 from rsgen.io import GeoReference, write_png
 from rsgen.metadata import Metadata, read_geotiff_metadata
@@ -22,6 +24,7 @@ from rsgen.paths import DEFAULT_MODEL_DIR
 from rsgen.pipelines.output import check_formats, write_image
 from rsgen.pipelines.pipeline import ControlInput, RSGenPipeline, Tiling, images_to_uint8
 from rsgen.pipelines.schedulers import canonical_scheduler_name
+from rsgen.safety import LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +76,42 @@ class SamplingOptions:
     progress: bool = True
 
     def check(self) -> None:
-        """Validate before any model is loaded (one-line ConfigError naming the option)."""
+        """Validate before any model is loaded (one-line ConfigError naming the option); prepares ``--out``
+        (created, proven writable, stale temporary files of killed runs removed)."""
         if self.steps < 1:
             raise ConfigError(
                 f"--steps {self.steps}: the number of denoising steps must be a positive integer"
             )
+        safety.check_limit("--steps", self.steps, LIMITS.max_steps, "denoising steps")
         self.scheduler = canonical_scheduler_name(self.scheduler)
-        for name, v in (("--guidance-text", self.guidance_text), ("--guidance-meta", self.guidance_meta)):
-            if v is not None and not v >= 0:
-                raise ConfigError(f"{name} {v}: a guidance scale must be >= 0 (1 = no guidance)")
+        safety.check_guidance("--guidance-text", self.guidance_text)
+        safety.check_guidance("--guidance-meta", self.guidance_meta)
         if self.window is not None and self.window < 2:
             raise ConfigError(f"--window {self.window}: expected at least 2 latent pixels")
-        if self.seed < 0:
-            raise ConfigError(f"--seed {self.seed}: expected a non-negative integer")
+        if self.overlap < 0:
+            raise ConfigError(f"--overlap {self.overlap}: expected a non-negative number of latent pixels")
+        if self.window is not None and self.overlap >= self.window:
+            raise ConfigError(
+                f"--overlap {self.overlap}: must be smaller than --window {self.window} (e.g. --overlap "
+                f"{self.window // 4})"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed {self.seed}: expected an integer in [0, 2^63)")
+        if self.name is not None:
+            self.name = safety.safe_name(self.name)
         self.formats = check_formats(self.formats)
+        safety.check_output_dir(self.out)
+        for stale in safety.clean_stale_temps(self.out):
+            log.warning("removed %s (a temporary file left by a killed run)", stale)
+
+    def check_model(self, pipe: RSGenPipeline) -> None:
+        """Checks that need the loaded model: no more steps than its scheduler's training timesteps."""
+        limit = int(getattr(pipe.scheduler.config, "num_train_timesteps", 0) or 0)
+        if limit and self.steps > limit:
+            raise ConfigError(
+                f"--steps {self.steps}: the model's scheduler was trained with {limit} timesteps; use at most "
+                f"{limit} steps"
+            )
 
     def pipeline_options(self) -> dict[str, Any]:
         """These options as keyword arguments of ``RSGenPipeline.__call__`` / ``generate_scene``."""
@@ -133,34 +158,75 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+PROMPT_KEYS = ("prompt", "metadata", "seed", "name")
+
+
+def _prompt_text(path: Path) -> str:
+    """The prompts file as text: UTF-8 (a BOM is accepted), no NUL bytes; one-line DataError naming the line."""
+    if not path.is_file():
+        raise DataError(f"--prompts: no such file {path}")
+    data = path.read_bytes()
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: binary data (NUL byte); a prompts file is UTF-8 text or JSONL")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _prompt_record(path: Path, lineno: int, line: str) -> PromptItem:
+    """One JSONL record, strictly typed: every error names the file, line and key."""
+    where = f"{path}:{lineno}"
+    try:
+        rec = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise DataError(f"{where}: invalid JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
+    if not isinstance(rec, dict):
+        raise DataError(f'{where}: expected a JSON object {{"prompt": ...}}')
+    unknown = sorted(set(rec) - set(PROMPT_KEYS))
+    if unknown:
+        raise DataError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(PROMPT_KEYS)}"
+        )
+    prompt = rec.get("prompt")
+    if not isinstance(prompt, str):
+        raise DataError(f'{where}: "prompt" must be a string, found {type(prompt).__name__}')
+    metadata = rec.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise DataError(f'{where}: "metadata" must be an object, found {type(metadata).__name__}')
+    try:
+        meta = Metadata.from_dict(metadata) if metadata else None
+    except MetadataError as e:
+        raise MetadataError(f"{where}: {e}") from None
+    seed = rec.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise DataError(f'{where}: "seed" must be an integer in [0, 2^63), found {seed!r}')
+    name = rec.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise DataError(f'{where}: "name" must be a string, found {type(name).__name__}')
+        name = safety.safe_name(name, f'{where}: "name"')
+    return PromptItem(prompt, meta, seed, name)
+
+
 def read_prompts_file(path: str | Path) -> list[PromptItem]:
     """Prompts from a text file (one per line, ``#`` comments) or JSONL (``{"prompt", "metadata", "seed",
     "name"}`` per line). Errors name the file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"--prompts: no such file {path}")
     items = []
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+    for lineno, raw in enumerate(_prompt_text(path).splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith("{"):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if "prompt" not in rec:
-                raise DataError(f'{path}:{lineno}: a JSONL record needs a "prompt" key')
-            try:
-                meta = Metadata.from_dict(rec["metadata"]) if rec.get("metadata") else None
-            except MetadataError as e:
-                raise MetadataError(f"{path}:{lineno}: {e}") from None
-            seed = rec.get("seed")
-            items.append(
-                PromptItem(str(rec["prompt"]), meta, int(seed) if seed is not None else None, rec.get("name"))
+        items.append(_prompt_record(path, lineno, line) if line.startswith("{") else PromptItem(line))
+        if len(items) > LIMITS.max_prompts and not safety.allow_large():
+            raise DataError(
+                f"--prompts {path}: more than {LIMITS.max_prompts} prompts; split the file or pass --allow-large"
             )
-        else:
-            items.append(PromptItem(line))
     if not items:
         raise DataError(f"--prompts {path}: no prompts in the file")
     return items
@@ -171,11 +237,13 @@ def _like(path: str | None) -> tuple[Metadata, GeoReference | None]:
         return Metadata(), None
     if not Path(path).is_file():
         raise GeoTiffError(f"--like {path}: no such file")
-    meta, _ = read_geotiff_metadata(path)
     try:
         georef = GeoReference.from_raster(path)
-    except GeoTiffError:
-        georef = None
+    except GeoTiffError as e:
+        raise GeoTiffError(
+            f"--like {e}; --like needs a georeferenced GeoTIFF (for metadata alone use --lat/--lon/--gsd/--date)"
+        ) from None
+    meta, _ = read_geotiff_metadata(path)
     return meta, georef
 
 
@@ -202,6 +270,8 @@ def output_grid(
 def _load_model(path: str | None) -> RSGenPipeline:
     from rsgen.pipelines.default import load_default_pipeline
 
+    if path is not None and Path(path, "model_index.json").is_file():
+        safety.check_model_folder(path)  # before anything is imported or unpickled
     pipe = load_default_pipeline(path) if path is None else _load_explicit(path)
     if getattr(pipe, "untrained", False):
         print(pipe.untrained_reason, file=sys.stderr)
@@ -258,28 +328,30 @@ def build_controls(
     return out
 
 
-def _write_conditions(
+def _condition_files(
     stem: Path, controls: Sequence[ControlInput], specs: Sequence[Any], like: str | None
-) -> dict[str, Any]:
-    """Save each ControlNet condition beside the output as ``<stem>.condition-<type>.png`` so that
-    ``rsgen evaluate`` can score control faithfulness; returns the sidecar entries naming them, where each was
-    drawn from and (with ``--like``) the real image they belong to."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Each ControlNet condition to save beside the output as ``<stem>.condition-<type>.png`` (so that
+    ``rsgen evaluate`` can score control faithfulness): the sidecar entries naming them, where each was drawn
+    from and (with ``--like``) the real image they belong to; and the (H, W, 3) uint8 images by file name,
+    written with the image by :func:`write_image`."""
     if not controls:
-        return {}
+        return {}, {}
     conditions: dict[str, str] = {}
     sources: dict[str, str] = {}
+    files: dict[str, np.ndarray] = {}
     for c, spec in zip(controls, specs, strict=True):
         key = spec.kind if spec.kind not in conditions else f"{spec.kind}#{len(conditions)}"
         name = f"{stem.name}.condition-{key.replace('#', '-')}.png"
         image = c.image[0].permute(1, 2, 0).float().cpu().numpy()  # (H, W, 3) in [0, 1]
-        write_png(stem.with_name(name), images_to_uint8(image[None])[0])
+        files[name] = images_to_uint8(image[None])[0]
         conditions[key] = name
         band = "" if spec.band is None else ":" + ",".join(str(b) for b in np.atleast_1d(spec.band))
         sources[key] = str(Path(spec.path).resolve()) + band
     out: dict[str, Any] = {"conditions": conditions, "condition_sources": sources}
     if like is not None:
         out["real_image"] = str(Path(like).resolve())
-    return out
+    return out, files
 
 
 def _settings(
@@ -307,6 +379,23 @@ def _settings(
     }
 
 
+def _log_estimate(count: int, size: tuple[int, int], s: SamplingOptions, pipe: RSGenPipeline) -> None:
+    """One log line before the work: images, pixels, UNet evaluations, peak memory and disk (rough)."""
+    est = safety.output_estimate(*size, count, s.formats)
+    passes = 3 if s.guidance_meta not in (None, 1.0) else 2  # guidance branches per step
+    log.warning(
+        "job: %d image(s) of %dx%d, %d steps -> about %d UNet evaluations (%s); output memory ~%s, disk <= %s",
+        count,
+        size[1],
+        size[0],
+        s.steps,
+        count * s.steps * passes,
+        "untrained tiny model" if getattr(pipe, "untrained", False) else str(pipe.device),
+        safety.format_bytes(est["memory"]),
+        safety.format_bytes(est["disk"]),
+    )
+
+
 def _first_model_dir(cascade: Any, model: str | None) -> Path:
     """The folder of the model that runs first (where MODEL/controlnet-TYPE is looked for): the cascade's base
     stage, ``--model``, or the default model."""
@@ -324,8 +413,11 @@ def run_generate(req: GenerateRequest) -> list[Path]:
     req.sampling.check()
     if req.n < 1:
         raise ConfigError(f"--n {req.n}: the number of images per prompt must be at least 1")
+    safety.check_limit("--n", req.n, LIMITS.max_n, "images per prompt")
     if not req.prompts:
         raise ConfigError("no prompt: give PROMPT or --prompts FILE")
+    if req.size is not None:
+        safety.check_output_size("--size", *req.size, req.n * len(req.prompts), req.sampling.formats)
     cli_meta = req.metadata.parse()
     like_meta, like_georef = _like(req.like)
     specs = [parse_control_spec(c) for c in req.controls]
@@ -348,17 +440,30 @@ def run_generate(req: GenerateRequest) -> list[Path]:
             raise ConfigError("--skip-stage needs --cascade")
         pipe = _load_model(req.sampling.model)
         req.sampling.guidance_meta = pipe.resolve_guidance_meta(req.sampling.guidance_meta)  # as recorded
+    req.sampling.check_model(pipe)
     size = req.size
     if size is None:
         size = (
             (like_georef.height, like_georef.width) if like_georef is not None else (pipe.default_size,) * 2
+        )
+        safety.check_output_size(
+            "--size (from --like)", *size, req.n * len(req.prompts), req.sampling.formats
         )
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
     scene = cascade is None and max(size) >= SCENE_MIN_SIDE
     if scene and tiling is None:
         window = 2 * int(pipe.unet.config.sample_size)
-        tiling = Tiling(window=window, overlap=min(s.overlap, window // 2), decode_tile=window)
+        if s.overlap > window // 2:  # the window is rsgen's choice here: record the overlap actually used
+            log.warning(
+                "large scene: --overlap %d reduced to %d (half the %d-pixel window)",
+                s.overlap,
+                window // 2,
+                window,
+            )
+            s.overlap = window // 2
+        tiling = Tiling(window=window, overlap=s.overlap, decode_tile=window)
+    _log_estimate(req.n * len(req.prompts), size, s, pipe)
     written: list[Path] = []
     stem = s.name or "rsgen"
     base_dir = str(_first_model_dir(cascade, s.model))  # where MODEL/controlnet-TYPE is looked for
@@ -420,10 +525,9 @@ def run_generate(req: GenerateRequest) -> list[Path]:
             extra = {"untrained": bool(getattr(pipe, "untrained", False))}
         for img, sd in zip(images_to_uint8(images), seeds, strict=True):
             settings = _settings(req, item, sd, tuple(size_out), extra)
-            name = item.name or stem
-            base = out_dir / f"{name}_{index:04d}_s{sd}"
-            settings.update(_write_conditions(base, controls, specs, req.like))
-            written += [base.with_name(n) for n in settings.get("conditions", {}).values()]
+            base = safety.inside(out_dir / f"{item.name or stem}_{index:04d}_s{sd}", out_dir)
+            entries, condition_images = _condition_files(base, controls, specs, req.like)
+            settings.update(entries)
             written += write_image(
                 base,
                 img,
@@ -431,6 +535,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
                 metadata=meta_out,
                 generation=settings,
                 formats=s.formats,
+                extra_files=condition_images,
             )
             index += 1
     return written
@@ -451,7 +556,7 @@ def _scene(
     index: int,
     specs: Sequence[Any] = (),
 ) -> list[Path]:
-    from rsgen.io import atomic_write_json, generation_tags
+    from rsgen.io import atomic_group, generation_tags, json_text
     from rsgen.pipelines.output import sidecar_record
     from rsgen.pipelines.scene import generate_scene
 
@@ -461,30 +566,38 @@ def _scene(
     written = []
     for k in range(req.n):
         sd = seed + k
-        base = out_dir / f"{item.name or stem}_{index + k:04d}_s{sd}"
+        base = safety.inside(out_dir / f"{item.name or stem}_{index + k:04d}_s{sd}", out_dir)
         settings = _settings(
             req, item, sd, size, {"scene": True, "untrained": bool(getattr(pipe, "untrained", False))}
         )
-        settings.update(_write_conditions(base, controls, specs, req.like))
-        written += [base.with_name(n) for n in settings.get("conditions", {}).values()]
+        entries, condition_images = _condition_files(base, controls, specs, req.like)
+        settings.update(entries)
         tags = generation_tags(meta, prompt=item.prompt, seed=sd, settings=settings)
-        path = generate_scene(
-            pipe,
-            base.with_name(base.name + ".tif"),
-            item.prompt,
-            meta,
-            height=size[0],
-            width=size[1],
-            georef=georef,
-            tiling=tiling,
-            seed=sd,
-            controls=controls,
-            tags=tags,
-            **s.pipeline_options(),
-        )
         side = base.with_name(base.name + ".json")
-        atomic_write_json(side, sidecar_record(meta, settings))
-        written += [path, side]
+        tif = base.with_name(base.name + ".tif")
+        conditions = [base.with_name(n) for n in condition_images]
+        # the same rule as write_image: conditions and sidecar renamed into place first, the GeoTIFF last
+        with atomic_group([*conditions, side, tif]) as temps:
+            for tmp, image in zip(temps[: len(conditions)], condition_images.values(), strict=True):
+                write_png(tmp, image, layout="HWC")
+            temps[len(conditions)].write_text(
+                json_text(sidecar_record(meta, settings), side), encoding="utf-8"
+            )
+            generate_scene(
+                pipe,
+                temps[-1],
+                item.prompt,
+                meta,
+                height=size[0],
+                width=size[1],
+                georef=georef,
+                tiling=tiling,
+                seed=sd,
+                controls=controls,
+                tags=tags,
+                **s.pipeline_options(),
+            )
+        written += [*conditions, tif, side]
     return written
 
 
@@ -501,18 +614,39 @@ class WhatIfRequest:
 
 def run_whatif_request(req: WhatIfRequest) -> list[Path]:
     """Sweep one field over a real image; writes one image + sidecar per value and ``<name>_grid.png``."""
-    from rsgen.pipelines.whatif import labelled_grid, load_source, parse_sweep, run_whatif, source_settings
+    from rsgen.pipelines.whatif import (
+        crop_to_multiple,
+        labelled_grid,
+        load_source,
+        parse_sweep,
+        regridded_size,
+        run_whatif,
+        source_settings,
+        variants,
+    )
 
     req.sampling.check()
-    if not 0 < req.strength <= 1:
+    if not 0 < req.strength <= 1:  # also false for NaN
         raise ConfigError(f"--strength {req.strength}: expected 0 < strength <= 1")
-    field_name, values = parse_sweep(req.sweep)
+    field_name, values = parse_sweep(req.sweep, max_values=None if safety.allow_large() else LIMITS.max_sweep)
     if not Path(req.input).is_file():
         raise DataError(f"what-if input: no such file {req.input}")
     cli_meta = req.metadata.parse()
-    pipe = _load_model(req.sampling.model)
-    source = load_source(req.input, pipe.size_multiple)
+    source = load_source(
+        req.input, 1
+    )  # a garbage, truncated or huge input fails here, before the model loads
     base = source.metadata.merged_with(cli_meta)
+    variants(base, req.prompt, field_name, values)  # every sweep value valid for this image
+    _, _, h0, w0 = source.pixels.shape
+    safety.check_output_size("what-if input", h0, w0, len(values), req.sampling.formats)
+    if field_name == "gsd" and source.metadata.gsd_m is not None:
+        for v in values:
+            h, w = regridded_size(h0, w0, source.metadata.gsd_m, float(v), 1)
+            safety.check_output_size(f"--sweep gsd={v}", h, w, len(values), req.sampling.formats)
+    pipe = _load_model(req.sampling.model)
+    req.sampling.check_model(pipe)
+    source = crop_to_multiple(source, pipe.size_multiple)
+    _log_estimate(len(values), tuple(source.pixels.shape[2:]), req.sampling, pipe)
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
     res = run_whatif(
@@ -552,9 +686,9 @@ def run_whatif_request(req: WhatIfRequest) -> list[Path]:
             "rsgen_version": __version__,
             **source_settings(source),
         }
-        label = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in v.label)
+        label = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in v.label)[:48]
         written += write_image(
-            out_dir / f"{stem}_{k:02d}_{label}",
+            safety.inside(out_dir / f"{stem}_{k:02d}_{label}", out_dir),
             images_to_uint8(img[None])[0],
             georef=georef,
             metadata=meta,
@@ -563,7 +697,7 @@ def run_whatif_request(req: WhatIfRequest) -> list[Path]:
         )
     source_rgb = (source.pixels[0].permute(1, 2, 0).numpy() + 1) / 2
     grid = labelled_grid(res.images, [v.label for v in res.variants], source=source_rgb)
-    written.append(write_png(out_dir / f"{stem}_grid.png", grid))
+    written.append(write_png(safety.inside(out_dir / f"{stem}_grid.png", out_dir), grid, layout="HWC"))
     return written
 
 
