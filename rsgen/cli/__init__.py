@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "rsgen.cli.curate",
     "rsgen.cli.evaluate",
     "rsgen.cli.train",
+    "rsgen.cli.models",
 )
 
 log = logging.getLogger("rsgen")
@@ -69,4 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:  # pragma: no cover
+    # rsgen reads every model from a local path; the command keeps the Hugging Face libraries offline for
+    # its own process (importing rsgen as a library changes no environment variable).
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
     sys.exit(main())

@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--sweep", required=True, help="FIELD=VALUES with FIELD month|year|date|gsd|cloud|prompt")
     w.add_argument("--strength", type=float, default=0.6, help="how much to change: 0 < s <= 1 (default 0.6)")
     _add_common(w)
-    w.set_defaults(func=run_whatif, guidance_meta=3.0)
+    w.set_defaults(func=run_whatif)
 
 
 def _sampling(args: argparse.Namespace) -> Any:

@@ -150,7 +150,7 @@ def find_annotators(folder: str | os.PathLike | None, kind: str, files: Sequence
 @functools.lru_cache(maxsize=4)
 def _weighted_detector(kind: str, folder: str) -> Any:
     module, cls = _WEIGHTED[kind][:2]
-    return _aux(module, cls).from_pretrained(folder)
+    return _aux(module, cls).from_pretrained(folder, local_files_only=True)
 
 
 def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:

@@ -91,7 +91,7 @@ class RSClip:
         path = Path(path) if path is not None else DEFAULT_RS_CLIP_DIR
         if not (path / "config.json").is_file():
             raise WeightsNotFoundError(f"RS-CLIP not found at {path} (train it with eval/train_rs_clip.py)")
-        heads, net = RSClipHeads.from_pretrained(path), load_feature_net(feature_net)
+        heads, net = RSClipHeads.from_pretrained(path, local_files_only=True), load_feature_net(feature_net)
         if heads.config.image_dim != net.num_features:
             raise WeightsNotFoundError(
                 f"RS-CLIP at {path} expects {heads.config.image_dim}-d image features but the feature network "
@@ -132,7 +132,10 @@ def local_clip_score(
         raise WeightsNotFoundError(
             f"CLIP checkpoint not found at {path} (expected a transformers CLIP folder)"
         )
-    model, processor = CLIPModel.from_pretrained(str(path)).eval(), CLIPProcessor.from_pretrained(str(path))
+    model, processor = (
+        CLIPModel.from_pretrained(str(path), local_files_only=True).eval(),
+        CLIPProcessor.from_pretrained(str(path), local_files_only=True),
+    )
     scores = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):

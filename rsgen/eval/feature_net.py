@@ -119,7 +119,7 @@ def load_feature_net(path: str | Path | None = None) -> RSResNet:
             f"RS feature network not found at {path} (expected config.json + safetensors; "
             "train one with eval/train_feature_net.py)"
         )
-    return RSResNet.from_pretrained(path).eval()
+    return RSResNet.from_pretrained(path, local_files_only=True).eval()
 
 
 # ---------------------------------------------------------------------------------------------- training

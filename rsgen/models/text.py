@@ -49,7 +49,8 @@ def load_text_encoder(
 
     if path is None:
         root = minilm_path()
-        tokenizer, model = AutoTokenizer.from_pretrained(root), AutoModel.from_pretrained(root)
+        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+        model = AutoModel.from_pretrained(root, local_files_only=True)
     else:
         root = Path(path)
         if not root.is_dir():
@@ -61,10 +62,11 @@ def load_text_encoder(
         if (root / "text_encoder").is_dir():
             tok_dir, model_dir = root / "tokenizer", root / "text_encoder"
         if _is_clip(model_dir):
-            tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-            model = CLIPTextModel.from_pretrained(model_dir)
+            tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
+            model = CLIPTextModel.from_pretrained(model_dir, local_files_only=True)
         else:
-            tokenizer, model = AutoTokenizer.from_pretrained(tok_dir), AutoModel.from_pretrained(model_dir)
+            tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
+            model = AutoModel.from_pretrained(model_dir, local_files_only=True)
     model.requires_grad_(False).eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

@@ -69,7 +69,7 @@ def load_vae(path: str | Path) -> AutoencoderKL:
         raise WeightsNotFoundError(
             f"VAE: no diffusers AutoencoderKL in {p} (expected {p}/vae/config.json or {p}/config.json)"
         )
-    return AutoencoderKL.from_pretrained(folder, use_safetensors=True)
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
 
 
 def make_vae(cfg: VAEConfig) -> AutoencoderKL:
