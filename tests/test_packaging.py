@@ -166,6 +166,8 @@ def test_wheel_carries_configs_and_default_models(tmp_path):
     ):
         assert required in names, required
     assert not [n for n in names if "/reports/" in n or "/samples/" in n or n.startswith("tools/")]
+    # release and remote-GPU tooling stays out of the library
+    assert not {"rsgen/training/remote_bundle.py", "rsgen/pipelines/ship.py"} & names
     # every shipped file of the checkout is in the wheel
     for rel in paths.SHIPPED_DATA:
         top, _, rest = rel.partition("/")

@@ -26,7 +26,7 @@ class DataConfig:
     """manifest: JSONL written by ``rsgen curate``; image_size: pixel side given to the model (for ``sr``:
     the high-res output side). cache_latents: encode each image once with the frozen VAE and train on the
     cache (``cache_dir`` defaults to ``<output_dir>/latent-cache``). cache_only: train from a complete latent
-    cache alone, with no manifest or images (a remote GPU run, see :mod:`rsgen.training.remote_bundle`)."""
+    cache alone, with no manifest or images (a remote GPU run, see :mod:`tools.remote_gpu.bundle`)."""
 
     manifest: str | None = None
     split: str = "train"
