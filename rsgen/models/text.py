@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,16 @@ log = logging.getLogger(__name__)
 
 #: Token length of the embedded MiniLM's context (captions are short; CLIP keeps its own 77).
 MINILM_MAX_LENGTH = 32
+
+
+@dataclass
+class TextConfig:
+    """encoder: None = the embedded MiniLM; else a local CLIP / transformers folder or an SD pipeline folder.
+    caption_dropout: probability of training on the empty caption (for classifier-free guidance)."""
+
+    encoder: str | None = None
+    max_length: int | None = None
+    caption_dropout: float = 0.1
 
 
 def minilm_path() -> Path:

@@ -221,9 +221,9 @@ def load_stage(stage: StageConfig) -> RSGenPipeline:
     else:
         random_config: Any = stage.random_config
         if stage.factor > 1:  # random weights of the config's shapes, for this stage's factor
-            from rsgen.training.config import load_train_config
+            from rsgen.models.config import load_model_config
 
-            random_config = load_train_config(stage.random_config, [f"sr.factor={stage.factor}"])
+            random_config = load_model_config(stage.random_config, [f"sr.factor={stage.factor}"])
         pipe = load_default_pipeline(path, random_config=random_config, super_resolution=stage.factor > 1)
     if (stage.factor > 1) != pipe.is_super_resolution:
         kind = "super-resolution" if stage.factor > 1 else "base"
