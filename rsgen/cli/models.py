@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stage, evaluation networks, caption vocabulary) to DEST without any network; with RSGEN_HOME=DEST "
         "rsgen then reads them from there, so they can be edited or replaced.",
     )
-    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", help="install: copy them to a folder")
     i = msub.add_parser("install", help="copy the configs and shipped models to DEST (no network)")
     i.add_argument("dest", help="the folder to fill (use it as RSGEN_HOME)")
     i.add_argument("--force", action="store_true", help="replace folders that already exist in DEST")
