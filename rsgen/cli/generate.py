@@ -30,7 +30,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="metadata guidance scale; 1 = none (default: the model's own, default_guidance_meta in its "
-        "model_index.json: 12 for the shipped model, 1 for models that set none; what-if: 3)",
+        "model_index.json: 12 for the shipped model, 1 for models that set none)",
     )
     g.add_argument("--negative", default=None, help="negative prompt (the text-unconditional branch)")
     g.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i (default 0)")
