@@ -45,6 +45,7 @@ class BuildPyWithData(build_py):
         if getattr(self, "editable_mode", False):
             return
         target = Path(self.build_lib) / "rsgen" / "_data"
+        shutil.rmtree(target, ignore_errors=True)  # no stale files from an earlier build
         for rel in shipped_files():
             dest = target / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
