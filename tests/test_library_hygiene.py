@@ -136,3 +136,11 @@ def test_whatif_cli_uses_the_models_metadata_guidance_by_default():
     assert args.guidance_meta is None
     args = build_parser().parse_args(["whatif", "x.tif", "--sweep", "month=1,7", "--guidance-meta", "4"])
     assert args.guidance_meta == 4.0
+
+
+def test_a_broken_subcommand_module_is_not_hidden(monkeypatch):
+    import rsgen.cli as cli
+
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", (*cli.SUBCOMMAND_MODULES, "rsgen.cli.no_such_command"))
+    with pytest.raises(ImportError, match="no_such_command"):
+        cli.build_parser()

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from rsgen import __version__
 from rsgen.errors import RsgenError
 
-# Subcommand modules, in the order `rsgen --help` lists them. A module that fails to import (e.g. an optional
-# dependency is missing) only disables its own subcommand.
+# Subcommand modules, in the order `rsgen --help` lists them (each imports its heavy dependencies lazily; all
+# of them are declared, so a failing import is a bug to see, not a command to hide).
 SUBCOMMAND_MODULES = (
     "rsgen.cli.info",
     "rsgen.cli.metadata",
@@ -39,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as e:  # pragma: no cover - depends on the installation
-            log.debug("subcommand %s unavailable: %s", name, e)
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
