@@ -112,8 +112,9 @@ def test_install_home_names_a_missing_folder(monkeypatch, tmp_path):
 
 
 def test_models_command_lists_and_installs(monkeypatch, tmp_path, capsys):
-    from rsgen.cli import main
+    from rsgen.cli import build_parser, main
 
+    build_parser()  # import every command module (they read rsgen.paths at import) before patching paths
     src = _tree(tmp_path / "src", [f"{rel}/x.txt" for rel in paths.SHIPPED_DATA])
     monkeypatch.setattr(paths, "CONFIG_DIR", src / "configs")
     monkeypatch.setattr(paths, "ASSETS_DIR", src / "assets")
