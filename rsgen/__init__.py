@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
-# rsgen never downloads anything at run time: keep the Hugging Face libraries offline.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-__version__ = "0.1.0"
-
-from rsgen.errors import (  # noqa: E402
+# rsgen never downloads anything: every model is loaded from a local path with local_files_only=True.
+# Importing rsgen changes no environment variable (the `rsgen` command keeps Hugging Face offline itself).
+from rsgen.errors import (
     ConfigError,
     DataError,
     GeoTiffError,
@@ -19,7 +12,9 @@ from rsgen.errors import (  # noqa: E402
     RsgenError,
     WeightsNotFoundError,
 )
-from rsgen.metadata import AcquisitionDate, Metadata  # noqa: E402
+from rsgen.metadata import AcquisitionDate, Metadata
+
+__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

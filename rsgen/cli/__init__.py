@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -30,6 +31,7 @@ SUBCOMMAND_MODULES = {
     "rsgen.cli.curate": ("curate",),
     "rsgen.cli.evaluate": ("evaluate",),
     "rsgen.cli.train": ("train",),
+    "rsgen.cli.models": ("models",),
 }
 
 log = logging.getLogger("rsgen")
@@ -149,4 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:  # pragma: no cover
+    # rsgen reads every model from a local path; the command keeps the Hugging Face libraries offline for
+    # its own process (importing rsgen as a library changes no environment variable).
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(var, "1")
     sys.exit(main())

@@ -30,7 +30,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="metadata guidance scale; 1 = none (default: the model's own, default_guidance_meta in its "
-        "model_index.json: 12 for the shipped model, 1 for models that set none; what-if: 3)",
+        "model_index.json: 12 for the shipped model, 1 for models that set none)",
     )
     g.add_argument("--negative", default=None, help="negative prompt (the text-unconditional branch)")
     g.add_argument("--seed", type=int, default=0, help="seed of image 0; image i uses seed+i (default 0)")
@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--sweep", required=True, help="FIELD=VALUES with FIELD month|year|date|gsd|cloud|prompt")
     w.add_argument("--strength", type=float, default=0.6, help="how much to change: 0 < s <= 1 (default 0.6)")
     _add_common(w)
-    w.set_defaults(func=run_whatif, guidance_meta=3.0)
+    w.set_defaults(func=run_whatif)
 
 
 def _sampling(args: argparse.Namespace) -> Any:

@@ -55,7 +55,7 @@ def collect_info() -> dict[str, str]:
         str(DEFAULT_MODEL_DIR) if default.is_file() else "not trained yet (tiny random weights)"
     )
     if default.is_file():
-        from rsgen.pipelines.ship import model_card_headline
+        from rsgen.pipelines.model_card import model_card_headline
 
         try:
             info["model card"] = model_card_headline(DEFAULT_MODEL_DIR) or "none (no model_card.json)"

@@ -166,7 +166,7 @@ def _weighted_detector(kind: str, folder: str) -> Any:
     weights = annotator_file(Path(folder), files[0])
     assert weights is not None  # find_annotators checked
     with restricted_torch_load(container):
-        return _aux(module, cls).from_pretrained(folder, filename=weights.name)
+        return _aux(module, cls).from_pretrained(folder, filename=weights.name, local_files_only=True)
 
 
 def _weighted_maker(kind: str) -> Callable[..., np.ndarray]:

@@ -7,7 +7,7 @@ number of steps, and is evaluated on the same class prompts and requested GSDs w
 only ``metadata.style`` differs, plus any per-arm switches named in ``arm_overrides`` (e.g. the local season, which
 only rsgen's embedding has: ``{fourier: [metadata.local_season=true]}``) and reported with the arm. Arms resume
 from their checkpoints, so a killed ablation continues where it stopped. An arm whose generated set already exists (``<output_dir>/<style>/generated/generated.jsonl``, e.g. arms
-trained and sampled on a lent GPU by ``train/remote_gpu_ablation.sh``) is evaluated without training. The
+trained and sampled on a lent GPU by ``tools/remote_gpu/ablation.sh``) is evaluated without training. The
 comparison is written to ``<output_dir>/ablation.md`` and ``ablation.json``, with the arms side by side in
 ``ablation.png``.
 """

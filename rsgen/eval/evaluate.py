@@ -74,12 +74,10 @@ class EvaluateConfig:
 
 def class_prompt(class_name: str) -> str:
     """A plain prompt naming a EuroSAT class, e.g. ``a satellite image of a dense forest``."""
-    try:
-        from rsgen.data.captions import default_vocabulary
+    from rsgen.data.captions import default_vocabulary
 
-        phrase = default_vocabulary().scene(class_name).singular[0]
-    except Exception:  # the caption vocabulary is optional here
-        phrase = class_name
+    # the vocabulary ships with rsgen (assets/captions): a missing or broken one is a DataError, not a fallback
+    phrase = default_vocabulary().scene(class_name).singular[0]
     return f"a satellite image of {phrase}"
 
 
@@ -91,11 +89,8 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     from rsgen.eval.generated_set import write_generated_set
     from rsgen.eval.reference_data import EUROSAT_CLASSES
     from rsgen.metadata import Metadata
+    from rsgen.pipelines import RSGenPipeline
 
-    try:
-        from rsgen.pipelines import RSGenPipeline
-    except ImportError as e:
-        raise RsgenError(f"generating from a model needs rsgen.pipelines.RSGenPipeline ({e})") from None
     if not (Path(model_dir) / "model_index.json").is_file():
         raise RsgenError(f"--model {model_dir}: not a saved rsgen model (no model_index.json)")
     pipe = RSGenPipeline.from_pretrained(str(model_dir), use_safetensors=use_safetensors())

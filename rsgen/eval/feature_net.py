@@ -120,7 +120,7 @@ def load_feature_net(path: str | Path | None = None) -> RSResNet:
             f"RS feature network not found at {path} (expected config.json + safetensors; "
             "train one with eval/train_feature_net.py)"
         )
-    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors(), local_files_only=True).eval()
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -223,7 +223,7 @@ def load_gsd_predictor(path: str | Path | None = None) -> RSResNet:
         raise WeightsNotFoundError(
             f"GSD predictor not found at {path} (train one with eval/train_gsd_predictor.py)"
         )
-    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors(), local_files_only=True).eval()
 
 
 def predict_gsd(model: RSResNet, images: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -41,12 +41,10 @@ def normalise_label(label: str | None, class_names: tuple[str, ...] = EUROSAT_CL
     for name in class_names:
         if name.lower() == key:
             return name
-    try:
-        from rsgen.data.captions import default_vocabulary
+    from rsgen.data.captions import default_vocabulary
 
-        name = default_vocabulary().aliases.get(key)
-    except Exception:  # the caption vocabulary is optional here
-        name = None
+    # the vocabulary ships with rsgen (assets/captions): a missing or broken one is a DataError, not "no class"
+    name = default_vocabulary().aliases.get(key)
     return name if name in class_names else None
 
 

@@ -94,7 +94,7 @@ def load_year_predictor(path: str | Path | None = None) -> RSResNet:
         raise WeightsNotFoundError(
             f"year predictor not found at {path} (train one with eval/train_year_predictor.py)"
         )
-    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors()).eval()
+    return RSResNet.from_pretrained(path, use_safetensors=use_safetensors(), local_files_only=True).eval()
 
 
 def real_heldout_set(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

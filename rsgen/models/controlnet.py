@@ -46,7 +46,7 @@ def load_controlnet(path: str | Path) -> ControlNetModel:
     folder = p / "controlnet" if (p / "controlnet" / "config.json").is_file() else p
     if not (folder / "config.json").is_file():
         raise WeightsNotFoundError(f"ControlNet: no diffusers ControlNetModel in {p}")
-    return ControlNetModel.from_pretrained(folder, use_safetensors=use_safetensors())
+    return ControlNetModel.from_pretrained(folder, use_safetensors=use_safetensors(), local_files_only=True)
 
 
 def controlnet_residuals(

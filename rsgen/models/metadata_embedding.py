@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -245,10 +246,30 @@ class MetadataEmbedding(ModelMixin, ConfigMixin):
         return self(values.to(self.device), present.to(self.device), noise_level)
 
 
+@dataclass
+class MetadataEmbeddingConfig:
+    """field_dropout: each field marked missing with this probability; all_dropout: all fields at once.
+    style: "fourier" (rsgen's embedding), "diffusionsat" (sinusoid + MLP, dropped values = 0) or "none" (no
+    metadata): the latter two exist for ablations. joint_dim: width of a layer over all fields together before
+    the output (0 = none, the shipped default model's layout): lets the embedding couple fields, e.g. season
+    and latitude. local_season: also embed the hemisphere-adjusted season (seasons are opposite north and
+    south of the equator; see rsgen.models.metadata_embedding). local_season_latitude: the local season also
+    sees the distance from the equator (how strong the seasons are there; needs local_season)."""
+
+    style: Literal["fourier", "diffusionsat", "none"] = "fourier"
+    num_frequencies: int = 6
+    hidden_dim: int = 128
+    joint_dim: int = 0
+    local_season: bool = False
+    local_season_latitude: bool = False
+    field_dropout: float = 0.15
+    all_dropout: float = 0.1
+
+
 def build_metadata_embedding(
     cfg: Any, embed_dim: int, use_noise_level: bool = False, max_noise_level: int = 1000
 ) -> MetadataEmbedding:
-    """A new embedding from a :class:`rsgen.training.config.MetadataEmbeddingConfig` (``style``,
+    """A new embedding from a :class:`MetadataEmbeddingConfig` (``style``,
     ``num_frequencies``, ``hidden_dim``, ``joint_dim``, ``local_season``, ``local_season_latitude``) for a UNet
     whose time embedding is ``embed_dim`` wide."""
     return MetadataEmbedding(

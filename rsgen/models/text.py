@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ log = logging.getLogger(__name__)
 
 #: Token length of the embedded MiniLM's context (captions are short; CLIP keeps its own 77).
 MINILM_MAX_LENGTH = 32
+
+
+@dataclass
+class TextConfig:
+    """encoder: None = the embedded MiniLM; else a local CLIP / transformers folder or an SD pipeline folder.
+    caption_dropout: probability of training on the empty caption (for classifier-free guidance)."""
+
+    encoder: str | None = None
+    max_length: int | None = None
+    caption_dropout: float = 0.1
 
 
 def minilm_path() -> Path:
@@ -51,8 +62,8 @@ def load_text_encoder(
     if path is None:
         root = minilm_path()
         tokenizer, model = (
-            AutoTokenizer.from_pretrained(root),
-            AutoModel.from_pretrained(root, use_safetensors=use_safetensors()),
+            AutoTokenizer.from_pretrained(root, local_files_only=True),
+            AutoModel.from_pretrained(root, use_safetensors=use_safetensors(), local_files_only=True),
         )
     else:
         root = Path(path)
@@ -66,12 +77,12 @@ def load_text_encoder(
             tok_dir, model_dir = root / "tokenizer", root / "text_encoder"
         check_weights_folder(model_dir)  # safetensors, or pickle with --trust-pickle only
         if _is_clip(model_dir):
-            tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-            model = CLIPTextModel.from_pretrained(model_dir, use_safetensors=use_safetensors())
+            tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
+            model = CLIPTextModel.from_pretrained(model_dir, use_safetensors=use_safetensors(), local_files_only=True)
         else:
             tokenizer, model = (
-                AutoTokenizer.from_pretrained(tok_dir),
-                AutoModel.from_pretrained(model_dir, use_safetensors=use_safetensors()),
+                AutoTokenizer.from_pretrained(tok_dir, local_files_only=True),
+                AutoModel.from_pretrained(model_dir, use_safetensors=use_safetensors(), local_files_only=True),
             )
     model.requires_grad_(False).eval()
     if device is not None or dtype is not None:

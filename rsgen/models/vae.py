@@ -70,7 +70,7 @@ def load_vae(path: str | Path) -> AutoencoderKL:
         raise WeightsNotFoundError(
             f"VAE: no diffusers AutoencoderKL in {p} (expected {p}/vae/config.json or {p}/config.json)"
         )
-    return AutoencoderKL.from_pretrained(folder, use_safetensors=use_safetensors())
+    return AutoencoderKL.from_pretrained(folder, use_safetensors=use_safetensors(), local_files_only=True)
 
 
 def make_vae(cfg: VAEConfig) -> AutoencoderKL:

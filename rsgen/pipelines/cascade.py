@@ -18,7 +18,7 @@ import torch
 from rsgen.config import load_config
 from rsgen.errors import ConfigError
 from rsgen.metadata import Metadata
-from rsgen.paths import REPO_ROOT
+from rsgen.paths import resolve_data_path
 from rsgen.pipelines.pipeline import ControlInput, RSGenPipeline, Tiling
 
 log = logging.getLogger(__name__)
@@ -207,9 +207,8 @@ class Cascade:
 
 
 def stage_model_dir(stage: StageConfig) -> Path:
-    """A stage's model folder (a relative path is relative to the repo root)."""
-    path = Path(stage.model)
-    return path if path.is_absolute() else REPO_ROOT / path
+    """A stage's model folder (``assets/...`` in the shipped assets, see :func:`rsgen.paths.resolve_data_path`)."""
+    return resolve_data_path(stage.model)
 
 
 def load_stage(stage: StageConfig) -> RSGenPipeline:
@@ -222,9 +221,9 @@ def load_stage(stage: StageConfig) -> RSGenPipeline:
     else:
         random_config: Any = stage.random_config
         if stage.factor > 1:  # random weights of the config's shapes, for this stage's factor
-            from rsgen.training.config import load_train_config
+            from rsgen.models.config import load_model_config
 
-            random_config = load_train_config(stage.random_config, [f"sr.factor={stage.factor}"])
+            random_config = load_model_config(stage.random_config, [f"sr.factor={stage.factor}"])
         pipe = load_default_pipeline(path, random_config=random_config, super_resolution=stage.factor > 1)
     if (stage.factor > 1) != pipe.is_super_resolution:
         kind = "super-resolution" if stage.factor > 1 else "base"

@@ -27,20 +27,21 @@ def build_random_pipeline(
     super_resolution: bool = False,
     text: tuple[Any, torch.nn.Module] | None = None,
 ) -> RSGenPipeline:
-    """A pipeline of a training config's shapes (``TrainConfig``, or a config name / path) with random weights.
+    """A pipeline of a config's model shapes (``ModelConfig`` / ``TrainConfig``, or a config name / path) with random weights.
 
     ``super_resolution``: a SR stage of the config's ``sr.factor`` (UNet input + the folded low-res image,
     noise-level embedding, ``_sr_factor`` in the UNet config). ``text``: a
     (tokenizer, model) to use instead of the config's text encoder (tests use a tiny one).
     """
     from rsgen.models import build_unet, build_vae, load_text_encoder, time_embed_dim
+    from rsgen.models.config import load_model_config
     from rsgen.models.metadata_embedding import build_metadata_embedding
+    from rsgen.models.scheduler import make_noise_scheduler
     from rsgen.models.super_resolution import low_res_channels, mark_super_resolution
     from rsgen.models.text import text_hidden_size
-    from rsgen.training.config import TrainConfig, load_train_config
-    from rsgen.training.diffusion import make_noise_scheduler
 
-    cfg: TrainConfig = config if isinstance(config, TrainConfig) else load_train_config(config)
+    # a ModelConfig or TrainConfig (both hold the model-shape sections), or a config name / path
+    cfg = load_model_config(config) if isinstance(config, str | Path) else config
     torch.manual_seed(seed)
     tokenizer, text_model = text if text is not None else load_text_encoder(cfg.text.encoder)
     unet_cfg = cfg.unet

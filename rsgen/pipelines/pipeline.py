@@ -213,6 +213,7 @@ class RSGenPipeline(DiffusionPipeline):
             tokenizer, text_encoder = load_referenced_text_encoder(ref_file)
             kwargs.setdefault("text_encoder", text_encoder)
             kwargs.setdefault("tokenizer", tokenizer)
+        kwargs.setdefault("local_files_only", True)  # rsgen loads local folders only, never the hub
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------------------------------ properties

@@ -215,7 +215,7 @@ def run_whatif(
     steps: int = 25,
     seed: int = 0,
     guidance_text: float = 5.0,
-    guidance_meta: float = 3.0,
+    guidance_meta: float | None = None,  # None: the model's default_guidance_meta, as `rsgen whatif` uses
     scheduler: str | None = "dpm++",
     base_metadata: Metadata | None = None,
     tiling: Tiling | None = None,

@@ -13,7 +13,10 @@ from typing import Literal
 
 from rsgen.config import load_config
 from rsgen.errors import ConfigError
+from rsgen.models.metadata_embedding import MetadataEmbeddingConfig
+from rsgen.models.scheduler import DiffusionConfig
 from rsgen.models.super_resolution import SuperResolutionConfig
+from rsgen.models.text import TextConfig
 from rsgen.models.unet import UNetConfig
 from rsgen.models.vae import VAEConfig
 from rsgen.training.modes import MODES
@@ -26,7 +29,7 @@ class DataConfig:
     """manifest: JSONL written by ``rsgen curate``; image_size: pixel side given to the model (for ``sr``:
     the high-res output side). cache_latents: encode each image once with the frozen VAE and train on the
     cache (``cache_dir`` defaults to ``<output_dir>/latent-cache``). cache_only: train from a complete latent
-    cache alone, with no manifest or images (a remote GPU run, see :mod:`rsgen.training.remote_bundle`)."""
+    cache alone, with no manifest or images (a remote GPU run, see :mod:`tools.remote_gpu.bundle`)."""
 
     manifest: str | None = None
     split: str = "train"
@@ -48,50 +51,6 @@ class DataConfig:
     bucketing: bool = False
     buckets: list[list[int]] | None = None
     bucket_step: int | None = None
-
-
-@dataclass
-class TextConfig:
-    """encoder: None = the embedded MiniLM; else a local CLIP / transformers folder or an SD pipeline folder.
-    caption_dropout: probability of training on the empty caption (for classifier-free guidance)."""
-
-    encoder: str | None = None
-    max_length: int | None = None
-    caption_dropout: float = 0.1
-
-
-@dataclass
-class MetadataEmbeddingConfig:
-    """field_dropout: each field marked missing with this probability; all_dropout: all fields at once.
-    style: "fourier" (rsgen's embedding), "diffusionsat" (sinusoid + MLP, dropped values = 0) or "none" (no
-    metadata): the latter two exist for ablations. joint_dim: width of a layer over all fields together before
-    the output (0 = none, the shipped default model's layout): lets the embedding couple fields, e.g. season
-    and latitude. local_season: also embed the hemisphere-adjusted season (seasons are opposite north and
-    south of the equator; see rsgen.models.metadata_embedding). local_season_latitude: the local season also
-    sees the distance from the equator (how strong the seasons are there; needs local_season)."""
-
-    style: Literal["fourier", "diffusionsat", "none"] = "fourier"
-    num_frequencies: int = 6
-    hidden_dim: int = 128
-    joint_dim: int = 0
-    local_season: bool = False
-    local_season_latitude: bool = False
-    field_dropout: float = 0.15
-    all_dropout: float = 0.1
-
-
-@dataclass
-class DiffusionConfig:
-    """Noise schedule and objective. snr_gamma: min-SNR-gamma loss weighting (null = plain MSE).
-    offset_noise: strength of per-channel constant noise added to the noise (brighter/darker images)."""
-
-    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "scaled_linear"
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    snr_gamma: float | None = 5.0
-    offset_noise: float = 0.0
 
 
 @dataclass

@@ -8,19 +8,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 
-from rsgen.training.config import DiffusionConfig
-
-
-def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
-    """The training noise schedule (also saved as the model's ``scheduler/``)."""
-    return DDPMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps,
-        beta_schedule=cfg.beta_schedule,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        prediction_type=cfg.prediction_type,
-        clip_sample=False,
-    )
+from rsgen.models.scheduler import make_noise_scheduler  # re-exported: the training loop's schedule
 
 
 def sample_noise(

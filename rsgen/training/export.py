@@ -59,13 +59,10 @@ def export_pipeline(
         full = all(components.get(k) is not None for k in PIPELINE_COMPONENTS if k != "controlnet")
         saved = False
         if full:
-            try:
-                from rsgen.pipelines import RSGenPipeline
-            except ImportError:
-                RSGenPipeline = None  # noqa: N806 - the sampling package is optional here
-            if RSGenPipeline is not None:
-                RSGenPipeline(**components).save_pretrained(tmp, safe_serialization=True)
-                saved = True
+            from rsgen.pipelines import RSGenPipeline
+
+            RSGenPipeline(**components).save_pretrained(tmp, safe_serialization=True)
+            saved = True
         if not saved:
             index: dict[str, Any] = {
                 "_class_name": "RSGenPipeline",

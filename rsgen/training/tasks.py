@@ -220,7 +220,7 @@ class DiffusionTask(TrainTask):
                 unet.encoder_hid_proj.requires_grad_(True)
         meta_src = _component(cfg.init_from, "metadata_embedding")
         if meta_src is not None and self.mode == "base":
-            meta = MetadataEmbedding.from_pretrained(meta_src)
+            meta = MetadataEmbedding.from_pretrained(meta_src, local_files_only=True)
         else:
             meta = build_metadata_embedding(
                 cfg.metadata, time_embed_dim(unet), self.use_noise_level, cfg.diffusion.num_train_timesteps
@@ -325,12 +325,8 @@ class DiffusionTask(TrainTask):
     @torch.no_grad()
     def preview_images(self, generator_seed: int) -> torch.Tensor | None:
         """Images (N, 3, H, W) in [-1, 1] generated from the sample prompts with the current weights."""
-        try:
-            from rsgen.pipelines import RSGenPipeline
-        except ImportError:
-            log.info("sample previews need rsgen.pipelines; skipped")
-            return None
         from rsgen.metadata import Metadata
+        from rsgen.pipelines import RSGenPipeline
 
         comps = self.export_components()
         pipe = RSGenPipeline(**comps)
@@ -503,7 +499,9 @@ class ControlNetTask(DiffusionTask):
 
     def _build_denoiser(self, text_dim: int) -> tuple[nn.Module, MetadataEmbedding]:
         src = str(self.cfg.init_from)
-        return load_unet(src, text_dim), MetadataEmbedding.from_pretrained(Path(src) / "metadata_embedding")
+        return load_unet(src, text_dim), MetadataEmbedding.from_pretrained(
+            Path(src) / "metadata_embedding", local_files_only=True
+        )
 
     def train(self, mode: bool = True) -> None:
         super().train(mode)

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from rsgen.errors import ConfigError, WeightsNotFoundError
-from rsgen.pipelines import default, ship
+from rsgen.pipelines import default
 from rsgen.pipelines.default import build_random_pipeline, load_default_pipeline, load_pipeline
 from rsgen.pipelines.pipeline import TEXT_ENCODER_REF_FILE, RSGenPipeline
-from rsgen.pipelines.ship import WEIGHT_COMPONENTS, folder_size, model_card_headline, ship_model
 from rsgen.training.export import export_pipeline
+from tools.release import ship
+from tools.release.ship import WEIGHT_COMPONENTS, folder_size, model_card_headline, ship_model
 
 CARD = {
     "data": ["EuroSAT train (curated)", "NAIP windows"],
@@ -195,7 +196,7 @@ def test_info_prints_card_headline(
 def test_card_only_update_rewrites_the_card_and_leaves_the_weights(shipped: tuple, tmp_path: Path) -> None:
     import shutil
 
-    from rsgen.pipelines.ship import read_model_card, update_model_card
+    from tools.release.ship import read_model_card, update_model_card
 
     _, _, out = shipped
     copy = tmp_path / "default-model"
@@ -220,7 +221,7 @@ def test_card_default_guidance_meta_reaches_the_pipeline(shipped: tuple, tmp_pat
     """A measured sampling default in the card is saved in model_index.json, at shipping and at a card update."""
     import shutil
 
-    from rsgen.pipelines.ship import update_model_card
+    from tools.release.ship import update_model_card
 
     pipe, model_dir, out = shipped
     assert RSGenPipeline.from_pretrained(out).config.default_guidance_meta == 1.0

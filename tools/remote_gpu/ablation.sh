@@ -3,7 +3,7 @@
 # style, rsgen; identical config, seed and batches; only metadata.style differs) and a larger UNet variant, all
 # trained at once on the one GPU from a bundle packed here, then their evaluation sets generated there.
 #
-#   bash train/remote_gpu_ablation.sh gpu/bundle.tar.gz RUNS_DIR MINUTES RESULT_DIR [KEY=VALUE ...]
+#   bash tools/remote_gpu/ablation.sh gpu/bundle.tar.gz RUNS_DIR MINUTES RESULT_DIR [KEY=VALUE ...]
 #
 # The arms train side by side for MINUTES; the arms that stopped behind then resume from their last checkpoint
 # to the furthest arm's step, so every arm ends at exactly the same step (the LR schedule is constant after
@@ -23,7 +23,7 @@
 #   logs.tar.*:     every log, written as the call goes, so a call stopped at its limit still returns them
 bundle=$1 runs=$2 minutes=$3 result=$4
 shift 4
-source "$(dirname "$0")/remote_gpu_lib.sh"
+source "$(dirname "$0")/lib.sh"
 large=(${LARGE_UNET:-"unet.block_out_channels=[96,192,384]" unet.layers_per_block=2})
 styles=(none diffusionsat fourier)
 mkdir -p "$runs/ablation" "$result"

@@ -443,7 +443,7 @@ def _fraction(text: str) -> tuple[tuple[str, float], float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rsgen.training.remote_bundle",
+        prog="python -m tools.remote_gpu.bundle",
         description="Pack a latent cache + text encoder (+ decoder) or a sample of images for a remote GPU run, or unpack a bundle there.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

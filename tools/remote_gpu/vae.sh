@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Train autoencoder arms side by side on a lent GPU machine that has no dataset and no rasterio, from an image
-# pack made here (rsgen/training/remote_bundle.py pack-images: each record decoded as the training dataset does,
+# pack made here (tools/remote_gpu/bundle.py pack-images: each record decoded as the training dataset does,
 # stored as PNG / its own JPEG bytes, with a relative manifest):
 #
-#   python -m rsgen.training.remote_bundle pack-images data/curated/manifest.jsonl gpu/vae-images --max-mb 44 \
+#   python -m tools.remote_gpu.bundle pack-images data/curated/manifest.jsonl gpu/vae-images --max-mb 44 \
 #       --share eurosat_train=0.6 naip=0.3 landsat=0.1
 #   tar czf gpu/vae-images.tar.gz -C gpu vae-images
-#   bash train/remote_gpu_vae.sh gpu/vae-images.tar.gz RESULT_DIR MINUTES CONFIG 'NAME:KEY=VALUE ...' ...   # there
+#   bash tools/remote_gpu/vae.sh gpu/vae-images.tar.gz RESULT_DIR MINUTES CONFIG 'NAME:KEY=VALUE ...' ...   # there
 #
 # Each arm NAME trains `rsgen train --config CONFIG` with its KEY=VALUE overrides for MINUTES (all arms at once:
 # one small autoencoder leaves most of an H100 idle). Results, in RESULT_DIR, 15 MB parts (join with
@@ -15,7 +15,7 @@
 set -euo pipefail
 pack=$1 result=$2 minutes=$3 config=$4
 shift 4
-source "$(dirname "$0")/remote_gpu_lib.sh"
+source "$(dirname "$0")/lib.sh"
 remote_install
 tar xzf "$pack" -C "$RSGEN_REMOTE"
 manifest=$(ls "$RSGEN_REMOTE"/*/manifest.jsonl | head -n 1)

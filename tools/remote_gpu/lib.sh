@@ -1,6 +1,6 @@
 # Shell functions shared by the scripts that train on a lent GPU machine from a bundle packed here
-# (rsgen/training/remote_bundle.py): train/remote_gpu.sh (the shipped base model) and
-# train/remote_gpu_ablation.sh (metadata ablation arms + a larger variant). Source it; do not run it.
+# (tools/remote_gpu/bundle.py): tools/remote_gpu/base.sh (the shipped base model) and
+# tools/remote_gpu/ablation.sh (metadata ablation arms + a larger variant). Source it; do not run it.
 # The machine has no dataset, no embedded MiniLM and no network; wheels it lacks (diffusers) are installed from
 # .whl/ when that folder exists.
 
@@ -24,7 +24,7 @@ remote_install() {
 remote_setup() {
   remote_install
   tar xzf "$1" -C "$RSGEN_REMOTE"
-  python3 -m rsgen.training.remote_bundle unpack "$RSGEN_REMOTE/bundle" "$RSGEN_REMOTE" | tail -n 4
+  python3 -m tools.remote_gpu.bundle unpack "$RSGEN_REMOTE/bundle" "$RSGEN_REMOTE" | tail -n 4
   if [ -d "$RSGEN_REMOTE/vae" ]; then export RSGEN_VAE=$RSGEN_REMOTE/vae; fi
 }
 
