@@ -296,6 +296,11 @@ def checkpoint_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
         opt = load(name, map_location="cpu")  # weights_only=True
         for pid, per_param in opt["state"].items():
             out.update({f"{name.stem}/{pid}/{k}": v for k, v in per_param.items() if torch.is_tensor(v)})
+    for name in sorted(folder.glob("random_states_*.pkl")):  # each process's generators
+        rng = load(name)  # weights_only=True
+        out[f"{name.stem}/torch"] = rng["torch_manual_seed"]
+        out[f"{name.stem}/numpy"] = torch.from_numpy(rng["numpy_random_seed"][1].astype("int64"))
+        out[f"{name.stem}/python"] = torch.tensor(rng["random_state"][1], dtype=torch.int64)
     return out
 
 

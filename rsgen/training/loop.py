@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from diffusers.optimization import get_scheduler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -207,7 +207,7 @@ def train(
     accelerator = make_accelerator(cfg)
     device = accelerator.device
     raw = dataset if dataset is not None else (None if cfg.data.cache_only else build_dataset(cfg))
-    torch.manual_seed(cfg.seed)  # model initialisation
+    set_seed(cfg.seed)  # python, numpy, torch: the same model initialisation on every process
     task = make_task(cfg, device)
     if cfg.data.bucketing and getattr(raw, "buckets", None) and hasattr(task, "vae"):
         check_buckets(raw.buckets, vae_scale_factor(task.vae))  # type: ignore[attr-defined]
@@ -235,6 +235,7 @@ def train(
     state = TrainState()
     hooks = CheckpointHooks(accelerator, state, ema, list(named), sampler.state())
 
+    set_seed(cfg.seed, device_specific=True)  # each process its own global generators (seed + rank)
     start_from = resolve_resume(accelerator, out, resume)
     if start_from is not None:
         load_checkpoint(accelerator, start_from)
