@@ -179,3 +179,17 @@ def test_too_many_nonfinite_losses_in_a_row_stop_the_run(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="3 steps in a row had a NaN or inf loss") as err:
         train(tiny_config(tmp_path, max_nonfinite_steps=3), FakeImageCaptionDataset(16, 32), progress=False)
     assert isinstance(err.value, RsgenError) and "\n" not in str(err.value)
+
+
+def test_a_caption_embedding_does_not_depend_on_its_batch(tmp_path):
+    """On several threads a batch's composition changes the rounding of the text encoder: the training
+    embeddings must not depend on which captions were new together (a resumed run starts uncached)."""
+    from rsgen.models.text import PromptEncoder
+    from rsgen.training.tasks import encode_captions
+
+    torch.set_num_threads(2)
+    captions = [f"a field {i}" for i in range(8)] + ["farmland", "a satellite image", ""]
+    together = encode_captions(PromptEncoder.load(None), captions)  # (11, T, D)
+    fresh = PromptEncoder.load(None)
+    apart = torch.cat([encode_captions(fresh, captions[i : i + 3]) for i in range(0, len(captions), 3)])
+    assert torch.equal(together, apart)
