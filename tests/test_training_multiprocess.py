@@ -41,8 +41,11 @@ def _worker(rank: int, world: int, port: int, runs: list[tuple[str, dict]]) -> N
         LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
+    from accelerate.state import AcceleratorState
+
     for out, overrides in runs:
         train(tiny_config(Path(out), **overrides), FakeImageCaptionDataset(16, 32), progress=False)
+        AcceleratorState._reset_state(reset_partial_state=True)  # end_training closed the process group
 
 
 def _two_processes(runs: list[tuple[Path, dict]]) -> None:

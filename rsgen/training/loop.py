@@ -184,8 +184,8 @@ def _sampler(cfg: TrainConfig, data: Dataset, accelerator: Accelerator) -> Resum
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """The run's Accelerator; several processes without a GPU run on CPU with gloo (plain ``accelerate
-    launch`` / ``torchrun`` would otherwise leave each process alone). Unused parameters are allowed (a mode
-    may leave some out of a step)."""
+    launch`` / ``torchrun`` would otherwise leave each process alone). DDP looks for unused parameters in
+    ``vae`` mode only (its discriminator switches gradients off and on within a step)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return Accelerator(
         gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps,
@@ -193,7 +193,7 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
         log_with="tensorboard",
         project_dir=str(cfg.output_path),
         cpu=world > 1 and not torch.cuda.is_available(),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.mode == "vae")],
     )
 
 
