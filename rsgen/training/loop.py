@@ -67,6 +67,7 @@ class TrainResult:
     checkpoint: Path | None = None
     stopped_by: str = "max_steps"
     skipped_steps: int = 0
+    main_process: bool = True  # False on the other processes of a multi-process run
 
 
 class NonFiniteLossError(RsgenError, FloatingPointError):
@@ -253,7 +254,7 @@ def train(
         save_config(cfg, out / "config.yaml")
         accelerator.init_trackers("train", config={k: str(v) for k, v in to_dict(cfg).items()})
 
-    result = TrainResult(step=state.step, checkpoint=start_from)
+    result = TrainResult(step=state.step, checkpoint=start_from, main_process=accelerator.is_main_process)
     log.info(
         "mode=%s: %d trainable parameters, %d samples, batch %d x %d processes",
         cfg.mode,
