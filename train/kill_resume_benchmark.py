@@ -3,13 +3,14 @@ finishes, on one and on two processes; its final checkpoint (model, EMA, optimiz
 generators) is compared with an uninterrupted run's. Prints a table: kills, resumes, tensors compared, max
 abs diff (0 = the resume is bit-exact).
 
-    OMP_NUM_THREADS=1 .venv/bin/python train/kill_resume_benchmark.py --kills 12 --kills-2p 8 --work /tmp/kr
+    .venv/bin/python train/kill_resume_benchmark.py --kills 12 --kills-2p 8 --threads 2 --work /tmp/kr
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint_every (default: 1)")
     p.add_argument("--kills", type=int, default=12, help="kills of the one-process run (default: 12)")
     p.add_argument("--kills-2p", type=int, default=8, help="kills of the two-process run (default: 8)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads of a run, shared by its processes (default: 2)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments (default: 0)")
     p.add_argument("--work", type=Path, help="folder for the runs (default: a temporary folder)")
     args = p.parse_args(argv)
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     for processes, kills in ((1, args.kills), (2, args.kills_2p)):
         if kills <= 0:
             continue
-        batch = ["optim.batch_size=4"] if processes > 1 else []
+        os.environ["OMP_NUM_THREADS"] = str(max(1, args.threads // processes))
+        batch = [f"optim.batch_size={8 // processes}"]
         command = train_command(args.config, manifest, processes, [*overrides, *batch])
         ref = work / f"{processes}p-uninterrupted"
         seconds = uninterrupted_run(command, ref)
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds,
                 args.steps,
                 seed=args.seed + processes,
-                label=f"{processes} process{'es' if processes > 1 else ''}",
+                label=f"{processes} process{'es' if processes > 1 else ''} x {os.environ['OMP_NUM_THREADS']} threads",
             )
         )
     print(format_table(results))
