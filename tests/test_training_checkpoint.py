@@ -117,7 +117,10 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(CheckpointError, match=r"step-0000002: no space left .* step-0000001 is intact"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"step-0000002: no space left on the device; the previous checkpoint .*step-0000001 is intact",
+    ):
         train(tiny_config(tmp_path, **RUN), FakeImageCaptionDataset(16, 32), progress=False)
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-0000001"]
     assert checkpoint_problem(checkpoint_dirs(tmp_path)[0]) is None
@@ -171,7 +174,8 @@ def test_nonfinite_losses_are_skipped_and_counted(tmp_path, monkeypatch, caplog)
     assert float(tensors["optimizer/0/step"]) == 2  # two optimizer steps for four batches
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith(("model/", "ema/")))
     state = json.loads((checkpoint_dirs(tmp_path)[-1] / "train_state.json").read_text())
-    assert (state["skipped_steps"], state["nonfinite_in_row"], state["batch_in_epoch"]) == (2, 0, 0)
+    assert (state["skipped_steps"], state["nonfinite_in_row"]) == (2, 0)
+    assert (state["epoch"], state["batch_in_epoch"]) == (1, 2)  # four batches: the second epoch consumed
 
 
 def test_too_many_nonfinite_losses_in_a_row_stop_the_run(tmp_path, monkeypatch):
@@ -193,3 +197,34 @@ def test_a_caption_embedding_does_not_depend_on_its_batch(tmp_path):
     fresh = PromptEncoder.load(None)
     apart = torch.cat([encode_captions(fresh, captions[i : i + 3]) for i in range(0, len(captions), 3)])
     assert torch.equal(together, apart)
+
+
+def test_a_checkpoint_of_the_previous_format_still_resumes(finished_run, tmp_path, caplog):
+    """Format 1 (rsgen's own files, no manifest): weights, EMA (same safetensors names), optimizer, schedule
+    and position are read; with the position-seeded draws the run even continues exactly."""
+    from accelerate.utils import load
+    from safetensors.torch import load_file, save_file
+
+    run = _copy(finished_run, tmp_path / "run")
+    shutil.rmtree(checkpoint_dirs(run)[-1])
+    ckpt = checkpoint_dirs(run)[-1]  # step 2
+    torch.save(load(ckpt / "optimizer.bin"), ckpt / "optimizer.pt")
+    torch.save(load(ckpt / "scheduler.bin"), ckpt / "lr_scheduler.pt")
+    save_file(load_file(ckpt / "ema.safetensors"), ckpt / "ema.safetensors")  # no EMAModel metadata
+    state = json.loads((ckpt / "train_state.json").read_text())
+    (ckpt / "state.json").write_text(json.dumps({**state, "ema_updates": 2}))
+    for name in (
+        "manifest.json",
+        "train_state.json",
+        "optimizer.bin",
+        "scheduler.bin",
+        "random_states_0.pkl",
+    ):
+        (ckpt / name).unlink()
+    with caplog.at_level(logging.WARNING):
+        result = train(tiny_config(run, **RUN), FakeImageCaptionDataset(16, 32), progress=False)
+    assert "older rsgen" in caplog.text and result.step == 3 and len(result.losses) == 1
+    a, b = checkpoint_tensors(checkpoint_dirs(run)[-1]), checkpoint_tensors(checkpoint_dirs(finished_run)[-1])
+    for k in a:
+        if k.startswith(("model/", "ema/", "optimizer/")):
+            assert torch.equal(a[k], b[k]), k

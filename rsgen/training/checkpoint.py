@@ -124,12 +124,21 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     return None
 
 
+def is_legacy_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` was written by rsgen before accelerate's checkpoints (format 1: ``state.json``,
+    ``optimizer.pt``, ``lr_scheduler.pt``, ``rng.pt``, no manifest)."""
+    folder = Path(folder)
+    return not (folder / MANIFEST).exists() and all(
+        (folder / n).is_file() for n in ("state.json", MODEL_FILE, "optimizer.pt", "lr_scheduler.pt")
+    )
+
+
 def find_resume_checkpoint(root: str | Path) -> Path | None:
-    """The newest intact checkpoint under ``root/checkpoints``; each newer damaged one is skipped with a
-    warning that says what is wrong with it."""
+    """The newest intact checkpoint under ``root/checkpoints`` (or one of format 1); each newer damaged one
+    is skipped with a warning that says what is wrong with it."""
     for folder in reversed(checkpoint_dirs(root)):
         problem = checkpoint_problem(folder)
-        if problem is None:
+        if problem is None or is_legacy_checkpoint(folder):
             return folder
         log.warning("checkpoint %s is damaged (%s): resuming from an older one", folder, problem)
     return None
@@ -214,6 +223,33 @@ class CheckpointHooks:
                 load_ema(self.ema, self.ema_names, folder / EMA_FILE)
             else:
                 log.warning("resume: checkpoint %s has no EMA; the EMA starts again from the weights", folder)
+
+    def load_legacy(self, model: nn.Module, optimizer: Any, lr_scheduler: Any, folder: Path) -> None:
+        """Resume from a format-1 checkpoint (one process): weights, EMA, optimizer, schedule and position;
+        the random draws from there on are this version's, so it does not continue bit-exactly."""
+        log.warning(
+            "resume: %s was written by an older rsgen: weights, EMA, optimizer and position only", folder
+        )
+        weights = load_file(str(folder / MODEL_FILE))
+        missing, unexpected = self.accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+        trainable = {n for n, p in self.accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+        if unexpected or trainable & set(missing):
+            raise ConfigError(
+                f"resume: checkpoint {folder} does not match the model being trained (e.g. "
+                f"{sorted(unexpected or trainable & set(missing))[:2]}); was it written with another config?"
+            )
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        lr_scheduler.load_state_dict(
+            torch.load(folder / "lr_scheduler.pt", map_location="cpu", weights_only=True)
+        )
+        info = json.loads((folder / "state.json").read_text())
+        for f in fields(TrainState):
+            setattr(self.state, f.name, int(info.get(f.name, 0)))
+        self.loaded_world_size = 1
+        if self.ema is not None and (folder / EMA_FILE).is_file():
+            load_ema(
+                self.ema, self.ema_names, folder / EMA_FILE, legacy_updates=int(info.get("ema_updates", 0))
+            )
 
 
 def save_checkpoint(accelerator: Accelerator, root: str | Path, step: int, keep: int = 2) -> Path:
@@ -336,6 +372,7 @@ __all__ = [
     "checkpoint_tensors",
     "compare_checkpoints",
     "find_resume_checkpoint",
+    "is_legacy_checkpoint",
     "load_checkpoint",
     "named_trainable_params",
     "resolve_resume",

@@ -36,6 +36,7 @@ from rsgen.training.checkpoint import (
     CheckpointHooks,
     TrainState,
     any_process,
+    is_legacy_checkpoint,
     load_checkpoint,
     named_trainable_params,
     resolve_resume,
@@ -239,7 +240,10 @@ def train(
     set_seed(cfg.seed, device_specific=True)  # each process its own global generators (seed + rank)
     start_from = resolve_resume(accelerator, out, resume)
     if start_from is not None:
-        load_checkpoint(accelerator, start_from)
+        if is_legacy_checkpoint(start_from):
+            hooks.load_legacy(model, optimizer, lr_scheduler, start_from)
+        else:
+            load_checkpoint(accelerator, start_from)
         if hooks.loaded_world_size != accelerator.num_processes:  # same images, other order from here on
             consumed = state.batch_in_epoch * (hooks.loaded_world_size or 1)
             state.batch_in_epoch = -(-consumed // accelerator.num_processes)
