@@ -87,19 +87,46 @@ def synthetic_manifest(root: Path, n: int = 16, size: int = 32, seed: int = 0) -
     return path
 
 
-def _run(argv: Sequence[str], log_path: Path, timeout_s: float, kill_after_s: float | None = None) -> bool:
-    """Run ``argv`` in its own process group; SIGKILL the group after ``kill_after_s`` seconds. Returns
-    whether it was killed (False: it finished first). A run that fails raises RsgenError with its log."""
+def _newest_step(run_dir: Path) -> int:
+    done = checkpoint_dirs(run_dir)
+    return int(done[-1].name.split("-")[1]) if done else 0
+
+
+def _after_seconds(seconds: float) -> Callable[[float], bool]:
+    """``kill_when`` for :func:`_run`: true ``seconds`` after the start."""
+    return lambda elapsed: elapsed >= seconds
+
+
+def _after_checkpoint(run_dir: Path, step: int, delay_s: float) -> Callable[[float], bool]:
+    """``kill_when`` for :func:`_run`: true ``delay_s`` after the checkpoint of ``step`` appeared."""
+    seen: list[float] = []
+
+    def kill_when(elapsed: float) -> bool:
+        if not seen and _newest_step(run_dir) >= step:
+            seen.append(elapsed)
+        return bool(seen) and elapsed >= seen[0] + delay_s
+
+    return kill_when
+
+
+def _run(
+    argv: Sequence[str], log_path: Path, timeout_s: float, kill_when: Callable[[float], bool] | None = None
+) -> bool:
+    """Run ``argv`` in its own process group; SIGKILL the group once ``kill_when(seconds since start)`` is
+    true (polled every 20 ms). Returns whether it was killed (False: it finished first). A run that fails
+    or times out raises RsgenError with the end of its log."""
+    t0 = time.monotonic()
     with log_path.open("ab") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=kill_after_s if kill_after_s is not None else timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            if kill_after_s is None:
-                raise RsgenError(f"training run timed out after {timeout_s:.0f} s; see {log_path}") from None
-            return True
+        while proc.poll() is None:
+            elapsed = time.monotonic() - t0
+            if elapsed > timeout_s or (kill_when is not None and kill_when(elapsed)):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                if elapsed > timeout_s:
+                    raise RsgenError(f"training run timed out after {timeout_s:.0f} s; see {log_path}")
+                return True
+            time.sleep(0.02)
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RsgenError(f"training run failed (exit {proc.returncode}); end of {log_path}:\n{tail}")
@@ -127,27 +154,34 @@ def kill_resume_trial(
 ) -> TrialResult:
     """Start ``command`` in ``run_dir`` and SIGKILL it ``kills`` times at random moments, then let it finish
     and compare its newest checkpoint with ``reference_dir``'s (an uninterrupted run that took
-    ``reference_seconds`` for ``total_steps``). Each kill comes after a uniform random 20-100 % of the time
-    the run would need from its newest checkpoint on (start-up counted as half of a whole run): during
-    start-up, a step, a checkpoint write or the export. A run that ends before its kill ends the trial."""
+    ``reference_seconds`` for ``total_steps``). A quarter of the kills come at a random moment of start-up
+    (10-40 % of the uninterrupted run's time); the others once the run has checkpointed a random later step,
+    plus a random 0-1 s (during the next step, a checkpoint write, or the export after the last step)."""
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = TrialResult(label or run_dir.name)
     t0 = time.monotonic()
     finished = False
     while not finished:
-        done = checkpoint_dirs(run_dir)
-        result.resumes += bool(done)
-        remaining = 1 - (int(done[-1].name.split("-")[1]) / total_steps if done else 0.0)
-        expected = reference_seconds * (0.5 + 0.5 * remaining)
-        delay = rng.uniform(0.2, 1.0) * expected if result.kills < kills else None
-        killed = _run(command(run_dir), run_dir / "runs.log", timeout_s, delay)
+        start = _newest_step(run_dir)
+        result.resumes += start > 0
+        kill_when: Callable[[float], bool] | None = None
+        if result.kills < kills and rng.random() < 0.25:
+            kill_when = _after_seconds(rng.uniform(0.1, 0.4) * reference_seconds)
+        elif result.kills < kills:
+            target = rng.randint(min(start + 1, total_steps), total_steps)
+            kill_when = _after_checkpoint(run_dir, target, rng.uniform(0.0, 1.0))
+
+        killed = _run(command(run_dir), run_dir / "runs.log", timeout_s, kill_when)
         if killed:
             result.kills += 1
             torn = list((run_dir / "checkpoints").glob(".step-*.tmp"))
             result.torn_checkpoints += bool(torn)
             log.info(
-                "kill %d after %.1f s%s", result.kills, delay, " (checkpoint half-written)" if torn else ""
+                "kill %d at step %d%s",
+                result.kills,
+                _newest_step(run_dir),
+                " (checkpoint half-written)" if torn else "",
             )
         finished = not killed
     result.seconds = time.monotonic() - t0
