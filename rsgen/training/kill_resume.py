@@ -154,9 +154,10 @@ def kill_resume_trial(
 ) -> TrialResult:
     """Start ``command`` in ``run_dir`` and SIGKILL it ``kills`` times at random moments, then let it finish
     and compare its newest checkpoint with ``reference_dir``'s (an uninterrupted run that took
-    ``reference_seconds`` for ``total_steps``). A quarter of the kills come at a random moment of start-up
-    (10-40 % of the uninterrupted run's time); the others once the run has checkpointed a random later step,
-    plus a random 0-1 s (during the next step, a checkpoint write, or the export after the last step)."""
+    ``reference_seconds`` for ``total_steps``). A quarter of the kills (and all once the last step is
+    checkpointed) come at a random moment 10-40 % of the uninterrupted run's time after the start (start-up,
+    or the export); the others once the run has checkpointed a random later step, plus a random 0-1 s
+    (during the next step, a checkpoint write, or the export after the last step)."""
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     result = TrialResult(label or run_dir.name)
@@ -166,8 +167,8 @@ def kill_resume_trial(
         start = _newest_step(run_dir)
         result.resumes += start > 0
         kill_when: Callable[[float], bool] | None = None
-        if result.kills < kills and rng.random() < 0.25:
-            kill_when = _after_seconds(rng.uniform(0.1, 0.4) * reference_seconds)
+        if result.kills < kills and (start >= total_steps or rng.random() < 0.25):
+            kill_when = _after_seconds(rng.uniform(0.1, 0.4) * reference_seconds)  # start-up (or export)
         elif result.kills < kills:
             target = rng.randint(min(start + 1, total_steps), total_steps)
             kill_when = _after_checkpoint(run_dir, target, rng.uniform(0.0, 1.0))
