@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="tiny", help="training config (default: tiny)")
     p.add_argument("--manifest", type=Path, help="training manifest (default: 16 synthetic images)")
-    p.add_argument("--steps", type=int, default=12, help="max_steps of every run (default: 12)")
+    p.add_argument("--steps", type=int, default=20, help="max_steps of every run (default: 20)")
     p.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint_every (default: 1)")
     p.add_argument("--kills", type=int, default=12, help="kills of the one-process run (default: 12)")
     p.add_argument("--kills-2p", type=int, default=8, help="kills of the two-process run (default: 8)")

@@ -155,8 +155,8 @@ def kill_resume_trial(
     """Start ``command`` in ``run_dir`` and SIGKILL it ``kills`` times at random moments, then let it finish
     and compare its newest checkpoint with ``reference_dir``'s (an uninterrupted run that took
     ``reference_seconds`` for ``total_steps``). A quarter of the kills (and all once the last step is
-    checkpointed) come at a random moment 10-40 % of the uninterrupted run's time after the start (start-up,
-    or the export); the others once the run has checkpointed a random later step, plus a random 0-1 s
+    checkpointed) come at a random moment 5-30 % of the uninterrupted run's time after the start (start-up, or the
+    export); the others once the run has checkpointed one or two steps more, plus a random 0-1 s
     (during the next step, a checkpoint write, or the export after the last step)."""
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,9 +168,9 @@ def kill_resume_trial(
         result.resumes += start > 0
         kill_when: Callable[[float], bool] | None = None
         if result.kills < kills and (start >= total_steps or rng.random() < 0.25):
-            kill_when = _after_seconds(rng.uniform(0.1, 0.4) * reference_seconds)  # start-up (or export)
+            kill_when = _after_seconds(rng.uniform(0.05, 0.3) * reference_seconds)  # start-up (or export)
         elif result.kills < kills:
-            target = rng.randint(min(start + 1, total_steps), total_steps)
+            target = min(start + rng.randint(1, 2), total_steps)
             kill_when = _after_checkpoint(run_dir, target, rng.uniform(0.0, 1.0))
 
         killed = _run(command(run_dir), run_dir / "runs.log", timeout_s, kill_when)
