@@ -211,10 +211,12 @@ class CheckpointHooks:
             )
         model.load_state_dict(weights)
         info = json.loads((folder / STATE_FILE).read_text())
-        if info.get("sampler", {}).get("seed", self.sampler_state.get("seed")) != self.sampler_state.get(
-            "seed"
-        ):
-            log.warning("resume: the checkpoint's data order came from another seed; the data order changes")
+        order = ("seed", "num_samples", "batch_size")
+        saved = info.get("sampler", {})
+        if any(saved.get(k, self.sampler_state[k]) != self.sampler_state[k] for k in order):
+            log.warning(
+                "resume: seed, samples or batch size changed since %s: the data order differs", folder
+            )
         for f in fields(TrainState):
             setattr(self.state, f.name, int(info.get(f.name, 0)))
         self.loaded_world_size = int(info.get("world_size", self.accelerator.num_processes))
