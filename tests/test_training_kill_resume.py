@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 STEPS = 6
 
 
-@pytest.mark.parametrize(("processes", "threads", "kills"), [(1, 2, 3), (2, 1, 2)])
+@pytest.mark.parametrize(("processes", "threads", "kills"), [(1, 2, 2), (2, 1, 2)])
 def test_killed_and_resumed_run_is_bit_identical(tmp_path, monkeypatch, processes, threads, kills):
     monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
     manifest = synthetic_manifest(tmp_path / "data", n=16)
