@@ -30,8 +30,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume",
         default="auto",
-        help="'auto' (newest checkpoint in the run folder, default), 'none' (start fresh), or a "
-        "checkpoint folder",
+        help="'auto' (newest intact checkpoint in the run folder, default; damaged ones are skipped with a "
+        "warning), 'none' (start fresh), or a checkpoint folder",
     )
     p.add_argument(
         "--set",
@@ -61,11 +61,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     cfg = load_train_config(args.config, overrides)
     resume = None if args.resume == "none" else args.resume
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # not a line per checkpoint file
     result = train(cfg, resume=resume, progress=not args.no_progress)
-    print(
-        f"trained {cfg.mode} to step {result.step} ({result.stopped_by}); model: {result.model_dir}; "
-        f"checkpoint: {result.checkpoint}"
-    )
+    if result.main_process:
+        skipped = f", {result.skipped_steps} steps skipped for a NaN/inf loss" if result.skipped_steps else ""
+        print(
+            f"trained {cfg.mode} to step {result.step} ({result.stopped_by}{skipped}); model: "
+            f"{result.model_dir}; checkpoint: {result.checkpoint}"
+        )
     return 0
 
 
@@ -74,9 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train the VAE, the base model, a ControlNet or a super-resolution stage",
         description="Train one mode from a YAML config (configs/<name>.yaml) with accelerate. Checkpoints are "
-        "written atomically every checkpoint_every steps and a killed run resumes exactly; the final model "
-        "(EMA weights) is exported as a pipeline folder in <output_dir>/model. Multi-process: "
-        "`accelerate launch train/train.py ...`.",
+        "written atomically every checkpoint_every steps (with a sha256 manifest) and a killed run resumes "
+        "bit-exactly; the final model (EMA weights) is exported as a pipeline folder in <output_dir>/model. "
+        "Multi-process: `accelerate launch --multi_gpu --num_processes N train/train.py ...` (docs/training.md).",
     )
     add_train_arguments(p)
     p.set_defaults(func=run_from_args, log_level=logging.INFO)

@@ -106,6 +106,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    # a step whose loss is NaN or inf is skipped (no optimizer step); this many in a row stop the run
+    max_nonfinite_steps: int = 20
     sample_every: int = 1000
     sample_prompts: list[str] = field(
         default_factory=lambda: [

@@ -1,61 +1,72 @@
-"""Exponential moving average of the trainable parameters, keyed by parameter name so that it is saved to
-and restored from safetensors exactly."""
+"""The exponential moving average of the trainable parameters: diffusers' :class:`EMAModel`, built from the
+run's ``ema`` section and checkpointed as ``ema.safetensors`` keyed by parameter name (the format rsgen has
+always written: older checkpoints load unchanged), with EMAModel's scalar state in the file's metadata."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
 import torch
+from diffusers.training_utils import EMAModel
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from rsgen.training.config import EMAConfig
 
-class EMA:
-    """Shadow copies of ``named_params``; decay ramps up as (1 + n) / (10 + n) when ``warmup`` (as diffusers'
-    EMAModel does), so that early averages are not dominated by the random initialisation."""
+_SCALARS = (
+    "decay",
+    "min_decay",
+    "optimization_step",
+    "update_after_step",
+    "use_ema_warmup",
+    "inv_gamma",
+    "power",
+)
 
-    def __init__(
-        self, named_params: dict[str, nn.Parameter], decay: float = 0.999, warmup: bool = True
-    ) -> None:
-        self.params = named_params
-        self.decay, self.warmup = decay, warmup
-        self.num_updates = 0
-        self.shadow = {k: p.detach().clone().float() for k, p in named_params.items()}
 
-    def current_decay(self) -> float:
-        if not self.warmup:
-            return self.decay
-        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+def make_ema(params: list[nn.Parameter], cfg: EMAConfig) -> EMAModel:
+    """EMAModel over ``params``; with ``cfg.warmup`` the decay ramps up as (1 + n) / (10 + n) (diffusers'
+    default schedule), else it is ``cfg.decay`` from the second update on."""
+    return EMAModel(params, decay=cfg.decay, min_decay=0.0 if cfg.warmup else cfg.decay, foreach=True)
 
-    @torch.no_grad()
-    def update(self) -> None:
-        weight = 1.0 - self.current_decay()
-        names = list(self.params)
-        torch._foreach_lerp_(
-            [self.shadow[k] for k in names], [self.params[k].detach().float() for k in names], weight
-        )
-        self.num_updates += 1
 
-    @torch.no_grad()
-    def copy_to_params(self) -> dict[str, torch.Tensor]:
-        """Write the averages into the live parameters; returns the previous values (for :meth:`restore`)."""
-        backup = {k: p.detach().clone() for k, p in self.params.items()}
-        for k, p in self.params.items():
-            p.copy_(self.shadow[k].to(p.dtype))
-        return backup
+def save_ema(ema: EMAModel, names: list[str], path: str | Path) -> None:
+    """``{name: shadow}`` in safetensors; ``names`` in the order of the parameters the EMA was built from."""
+    state = ema.state_dict()
+    tensors = {n: t.detach().cpu().contiguous() for n, t in zip(names, state["shadow_params"], strict=True)}
+    save_file(tensors, str(path), metadata={"ema": json.dumps({k: state[k] for k in _SCALARS})})
 
-    @torch.no_grad()
-    def restore(self, backup: dict[str, torch.Tensor]) -> None:
-        for k, p in self.params.items():
-            p.copy_(backup[k])
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {k: v.contiguous() for k, v in self.shadow.items()}
-
-    def load_state(self, tensors: dict[str, torch.Tensor], num_updates: int) -> None:
-        missing = set(self.shadow) - set(tensors)
+def load_ema(ema: EMAModel, names: list[str], path: str | Path, legacy_updates: int = 0) -> None:
+    """Restore what :func:`save_ema` wrote (or an rsgen checkpoint from before EMAModel, whose update count
+    is ``legacy_updates``); raises KeyError naming the missing parameters."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("ema", "null") or "null")
+        missing = sorted(set(names) - set(f.keys()))
         if missing:
-            raise KeyError(f"EMA state lacks {len(missing)} parameters, e.g. {sorted(missing)[:3]}")
-        for k in self.shadow:
-            self.shadow[k].copy_(tensors[k])
-        self.num_updates = num_updates
+            raise KeyError(f"EMA state lacks {len(missing)} parameters, e.g. {missing[:3]}")
+        shadow = [f.get_tensor(n) for n in names]
+    state = {**ema.state_dict(), **(meta or {"optimization_step": legacy_updates})}
+    device = ema.shadow_params[0].device if ema.shadow_params else torch.device("cpu")
+    ema.load_state_dict({**state, "shadow_params": [s.to(device) for s in shadow]})
 
 
-__all__ = ["EMA"]
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel | None, params: list[nn.Parameter]) -> Iterator[None]:
+    """The EMA weights in the live parameters for the duration of the block (export, previews)."""
+    if ema is None:
+        yield
+        return
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        yield
+    finally:
+        ema.restore(params)
+
+
+__all__ = ["EMAModel", "ema_weights", "load_ema", "make_ema", "save_ema"]

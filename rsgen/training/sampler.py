@@ -2,12 +2,18 @@
 start in the middle of an epoch, so that a resumed run sees exactly the batches the interrupted one would.
 Subclasses change only how an epoch is cut into batches (:meth:`ResumableSampler.epoch_batches`; e.g. one
 shape per batch, :class:`rsgen.training.bucketing.BucketedBatchSampler`): the split across processes and the
-skipping on resume are shared."""
+skipping on resume are shared.
+
+The random draws of a training batch (noise, timesteps, dropout) come from :meth:`batch_seed`, a function of
+the seed and the batch's place in the epoch across all processes: a resumed run draws them again without
+any generator state, and two processes with batch B draw what one process with batch B and two
+accumulation steps draws."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -39,6 +45,24 @@ class ResumableSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip_batches = epoch, skip_batches
+
+    def global_batch(self, batch_in_epoch: int) -> int:
+        """The index, among all processes' batches of the epoch, of this process's ``batch_in_epoch``-th."""
+        return batch_in_epoch * self.world_size + self.rank
+
+    def batch_seed(self, epoch: int, batch_in_epoch: int) -> int:
+        """Seed of the random draws of this process's ``batch_in_epoch``-th batch of ``epoch``."""
+        entropy = [self.seed, epoch, self.global_batch(batch_in_epoch)]
+        return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+
+    def state(self) -> dict[str, int]:
+        """What makes the order of batches: saved with a checkpoint and compared on resume."""
+        return {
+            "seed": self.seed,
+            "num_samples": self.num_samples,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+        }
 
     def generator(self) -> torch.Generator:
         """The epoch's random stream (the same on every process)."""

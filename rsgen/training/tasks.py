@@ -57,6 +57,18 @@ def drop_captions(captions: list[str], prob: float, generator: torch.Generator) 
     return ["" if r < prob else c for r, c in zip(draws, captions, strict=True)]
 
 
+def encode_captions(text: PromptEncoder, captions: list[str]) -> torch.Tensor:
+    """Hidden states (B, T, D) of ``captions``, each encoded on its own the first time (then cached).
+
+    On several threads a matrix product's rounding depends on the batch it runs in, so an embedding made
+    in a batch with other captions depends on which captions happened to be new at that step: a resumed run
+    (empty cache) would then train on slightly different embeddings than an uninterrupted one (up to 1e-5,
+    enough to make every weight differ after a few steps)."""
+    for caption in dict.fromkeys(captions):
+        text([caption])  # fills the cache with the caption's own, batch-independent embedding
+    return text(captions)
+
+
 class TrainTask:
     """Base class: the modules of a mode and its loss. Subclasses fill ``components`` (everything exported)
     and ``trainable`` (modules whose ``requires_grad`` parameters the optimizer updates)."""
@@ -290,7 +302,7 @@ class DiffusionTask(TrainTask):
         )
         noisy = self.scheduler.add_noise(latents, noise, t)  # (B, C, h, w)
         captions = drop_captions(list(batch["captions"]), cfg.text.caption_dropout, generator)
-        context = self.text(captions).to(self.device)  # (B, T, D)
+        context = encode_captions(self.text, captions).to(self.device)  # (B, T, D)
         values, present = encode_metadata(batch["metadata"])  # (B, 9), (B, 6)
         present = drop_metadata_fields(
             present, cfg.metadata.field_dropout, cfg.metadata.all_dropout, generator
@@ -618,6 +630,7 @@ def make_task(cfg: TrainConfig, device: torch.device) -> TrainTask:
 
 __all__ = [
     "TASKS",
+    "encode_captions",
     "ControlNetTask",
     "DiffusionTask",
     "SuperResolutionTask",
