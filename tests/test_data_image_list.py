@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from data_fixtures import karpathy_json, save_jpeg, textured
+from PIL import Image
 
 from rsgen.cli import main
 from rsgen.config import load_config
@@ -163,6 +164,8 @@ def _folder(root, captions=None):
         save_jpeg(sub / f"img_{i}.jpg", textured(300 + i))
     bad = root / ("" if captions is not None else "Forest") / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
+    if captions is not None:  # same stem as a listed image, but not listed itself
+        Image.fromarray(textured(400)).save(root / "img_0.png")
     if captions == "json":
         (root / "captions.json").write_text(
             json.dumps(
@@ -204,8 +207,8 @@ def test_cli_curates_a_plain_folder(tmp_path, capsys, layout):
     if layout == "classes":
         assert len(recs) == 6 and {r["label"] for r in recs} == {"Forest", "River"}
         assert "corrupt 1" in printed and all(r["caption_source"] == "written" for r in recs)
-    else:  # img_5 is named in no caption list: counted, not kept
-        assert len(recs) == 5 and "corrupt 1" in printed and "no_caption 1" in printed
+    else:  # img_5.jpg and img_0.png are named in no caption list: counted, not kept
+        assert len(recs) == 5 and "corrupt 1" in printed and "no_caption 2" in printed
         assert all(r["caption_source"] == "human" and r["captions"][0].startswith("A field") for r in recs)
 
 

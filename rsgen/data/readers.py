@@ -307,15 +307,13 @@ class ImageListReader(Reader):
                 listed[rel] = (label or old_label, old_captions + captions)
         for rel, (label, captions) in listed.items():
             label = label or self.label
-            rec = self.base_record(
-                Path(rel).with_suffix("").as_posix(), self.root / rel, label=label, captions=captions
-            )
+            rec = self.base_record(Path(rel).as_posix(), self.root / rel, label=label, captions=captions)
             yield rec if captions else {**rec, "_caption": self.caption_spec(label)}
         if self.unlisted_images:
             named = {(self.root / rel).resolve() for rel in listed}
             for path in _image_files(self.root, IMAGE_SUFFIXES):
                 if path.resolve() not in named:
-                    rid = path.relative_to(self.root).with_suffix("").as_posix()
+                    rid = path.relative_to(self.root).as_posix()  # with its suffix: a.jpg, a.png differ
                     yield dropped(
                         self.base_record(rid, path), "no_caption", f"{path}: not named in the caption list"
                     )
