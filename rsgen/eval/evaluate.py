@@ -118,73 +118,50 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     runs += [
         (config.sweep_images, gt, n_steps, float(m), "guidance_meta") for m in config.guidance_meta_sweep
     ]
-    records, images, k = [], [], 0
+    records: list[dict[str, Any]] = []
+    images: list[np.ndarray] = []
+
+    def generate(
+        batch: list[dict[str, Any]], steps: int, guidance: float, meta_guidance: float, size: int | None
+    ) -> None:
+        """One batch of records (prompt, label, metadata, seed, ...) through the model, kept with the settings."""
+        out = pipe(
+            prompt=[r["prompt"] for r in batch],
+            metadata=[Metadata.from_dict(r["metadata"]) for r in batch],
+            n=1,
+            num_inference_steps=steps,
+            guidance_text=guidance,
+            guidance_meta=meta_guidance,
+            seed=[r["seed"] for r in batch],
+            output_type="np",
+            progress=False,
+            **({"height": size, "width": size} if size else {}),
+        )
+        for j, record in enumerate(batch):
+            images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (H, W, 3)
+            settings = {"guidance_scale": guidance, "guidance_meta": meta_guidance, "steps": steps}
+            records.append({"path": f"img_{len(records):05d}.png", **record, **settings})
+
     for count, guidance, steps, guidance_meta, swept in runs:
         for start in range(0, count, config.batch_size):
             idx = list(range(start, min(count, start + config.batch_size)))
             classes = [EUROSAT_CLASSES[i % len(EUROSAT_CLASSES)] for i in idx]
             gsds = [config.gsd_choices[(i // len(EUROSAT_CLASSES)) % len(config.gsd_choices)] for i in idx]
-            prompts = [class_prompt(c) for c in classes]
-            metas = [Metadata(gsd_m=g) for g in gsds]
-            seeds = [config.seed + i for i in idx]
-            out = pipe(
-                prompt=prompts,
-                metadata=metas,
-                n=1,
-                num_inference_steps=steps,
-                guidance_text=guidance,
-                guidance_meta=guidance_meta,
-                seed=seeds,
-                output_type="np",
-                progress=False,
-            )
-            for j in range(len(idx)):
-                images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (H, W, 3)
-                records.append(
-                    {
-                        "path": f"img_{k:05d}.png",
-                        "prompt": prompts[j],
-                        "label": classes[j],
-                        "metadata": metas[j].to_dict(),
-                        "seed": seeds[j],
-                        "guidance_scale": guidance,
-                        "guidance_meta": guidance_meta,
-                        "steps": steps,
-                        "sweep": swept,  # None: the main set; else the swept setting
-                    }
-                )
-                k += 1
-    for prompt_set in config.prompt_sets:
-        wanted = prompt_set_records(prompt_set)
+            batch = [
+                {
+                    "prompt": class_prompt(c),
+                    "label": c,
+                    "metadata": Metadata(gsd_m=g).to_dict(),
+                    "seed": config.seed + i,
+                    "sweep": swept,  # None: the main set; else the swept setting
+                }
+                for i, c, g in zip(idx, classes, gsds, strict=True)
+            ]
+            generate(batch, steps, guidance, guidance_meta, None)
+    for prompt_set in config.prompt_sets:  # each at its own GSD and size, with the main set's settings
+        wanted = [{**r, "seed": config.seed + i} for i, r in enumerate(prompt_set_records(prompt_set))]
         for start in range(0, len(wanted), config.batch_size):
-            batch = wanted[start : start + config.batch_size]
-            seeds = [config.seed + start + j for j in range(len(batch))]
-            out = pipe(
-                prompt=[r["prompt"] for r in batch],
-                metadata=[Metadata.from_dict(r["metadata"]) for r in batch],
-                n=1,
-                height=prompt_set.size,
-                width=prompt_set.size,
-                num_inference_steps=n_steps,
-                guidance_text=gt,
-                guidance_meta=gm,
-                seed=seeds,
-                output_type="np",
-                progress=False,
-            )
-            for j, record in enumerate(batch):
-                images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (S, S, 3)
-                records.append(
-                    {
-                        **record,
-                        "path": f"img_{k:05d}.png",
-                        "seed": seeds[j],
-                        "guidance_scale": gt,
-                        "guidance_meta": gm,
-                        "steps": n_steps,
-                    }
-                )
-                k += 1
+            generate(wanted[start : start + config.batch_size], n_steps, gt, gm, prompt_set.size)
     return write_generated_set(out_folder, images, records)
 
 
