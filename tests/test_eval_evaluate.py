@@ -394,6 +394,7 @@ def test_model_generates_each_prompt_set_and_the_report_has_a_section_per_set(tm
     sets = [
         PromptSetConfig("plain", prompts=str(tmp_path / "p.yaml"), gsd_m=10.0, size=32),
         PromptSetConfig("wide", prompts=str(tmp_path / "p.yaml"), gsd_m=0.5, size=48, max_prompts=2),
+        PromptSetConfig("gone", curation=f"{tmp_path / 'no-such-curation.yaml'}:x"),  # data absent: skipped
     ]
     cfg = EvaluateConfig(num_images=2, num_inference_steps=2, batch_size=2, image_size=32, prompt_sets=sets)
     folder = generate_class_prompt_set(tmp_path / "model", tmp_path / "gen", cfg)
@@ -418,3 +419,4 @@ def test_model_generates_each_prompt_set_and_the_report_has_a_section_per_set(tm
     assert [s["name"] for s in report["prompt_sets"]] == ["plain", "wide"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.count("## Prompt set: ") == 2 and "GSD 0.5 m; generated at 48 px" in md
+    assert any("prompt set gone: no generated image" in m for m in report["not_measured"])

@@ -159,7 +159,13 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
             ]
             generate(batch, steps, guidance, guidance_meta, None)
     for prompt_set in config.prompt_sets:  # each at its own GSD and size, with the main set's settings
-        wanted = [{**r, "seed": config.seed + i} for i, r in enumerate(prompt_set_records(prompt_set))]
+        try:
+            wanted = [{**r, "seed": config.seed + i} for i, r in enumerate(prompt_set_records(prompt_set))]
+        except (
+            RsgenError
+        ) as e:  # e.g. the real data of a caption set is not on this machine: the report says so
+            log.warning("prompt set %s skipped: %s", prompt_set.name, e)
+            continue
         for start in range(0, len(wanted), config.batch_size):
             generate(wanted[start : start + config.batch_size], n_steps, gt, gm, prompt_set.size)
     return write_generated_set(out_folder, images, records)
