@@ -223,6 +223,8 @@ def test_folder_config_errors(tmp_path, capsys):
     assert cfg.sources[0].kind == "class_folder" and cfg.sources[0].label == "Forest"
     assert main(["curate", "--out", str(tmp_path / "o"), "--gsd", "1"]) == 2
     assert "give PATH" in capsys.readouterr().err
+    assert main(["curate", str(tmp_path / "loose"), "--config", "curated", "--out", str(tmp_path / "o")]) == 2
+    assert "not both" in capsys.readouterr().err
     bad_date = folder_config(tmp_path / "loose", label="Forest", metadata={"date": "June"})
     with pytest.raises(DataError, match="source loose: metadata"):
         curate(load_config(CurateConfig, bad_date | {"report": False}), tmp_path / "o2", show_progress=False)

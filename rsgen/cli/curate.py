@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--config",
-        default="curated",
-        help="curation config: a name in configs/data/ or a YAML path (default: curated; ignored with PATH)",
+        help="curation config: a name in configs/data/ or a YAML path (default: curated; not with PATH)",
     )
     p.add_argument(
         "--out", required=True, help="output folder (manifest.jsonl, progress.jsonl, report/, shards/)"
@@ -73,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["shards.enabled=true"] if args.shards else [])
+    if args.path is not None and args.config is not None:
+        raise ConfigError("give either PATH (one plain folder) or --config (mixed sources), not both")
     if args.path is not None:
         metadata = {
             "gsd_m": args.gsd,
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--{(given or ['heldout'])[0]} describes the images of a folder: give PATH, or set it in the config"
             )
-        config = load_config(CurateConfig, args.config, overrides, subdir="data")
+        config = load_config(CurateConfig, args.config or "curated", overrides, subdir="data")
     result = curate(
         config, args.out, restart=args.restart, workers=args.workers, show_progress=not args.no_progress
     )
