@@ -106,3 +106,12 @@ def test_ucm_and_aid_sources_of_the_default_curation_config():
     per_class = Counter(r["label"] for r in aid)
     held = Counter(r["label"] for r in aid if r["split"] == "val")
     assert len(per_class) == 30 and all(held[c] == round(0.2 * n) for c, n in per_class.items())
+
+
+@pytest.mark.skipif(not (DATA / "aid-rsicd").is_dir(), reason="aid-rsicd/ not found")
+def test_aid_heldout_records_for_evaluation_and_judges():
+    from rsgen.data.curate_config import source_records
+
+    held = source_records("curated", "aid", "val")
+    assert len(held) == 543 and sum(bool(r["captions"]) for r in held) == 223
+    assert not {r["path"] for r in held} & {r["path"] for r in source_records("curated", "aid", "train")}

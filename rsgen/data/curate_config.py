@@ -237,3 +237,21 @@ def folder_config(
             )
         source["kind"] = "class_folder"
     return {"sources": [source]}
+
+
+def source_records(config: str | Path, source: str, split: str | None = None) -> list[dict[str, Any]]:
+    """The records of one source of a curation config, without decoding (paths, labels, captions as written,
+    metadata), at native GSD, of ``split`` if given: e.g. ``source_records("curated", "aid", "val")`` is the
+    AID held-out set that evaluation and class judges use, chosen exactly as curation chooses it."""
+    from rsgen.config import load_config
+
+    cfg = load_config(CurateConfig, config, subdir="data")
+    src = next((s for s in cfg.sources if s.name == source), None)
+    if src is None:
+        names = ", ".join(s.name for s in cfg.sources)
+        raise ConfigError(f"curation config {config}: no source {source!r} (sources: {names})")
+    return [
+        r
+        for r in make_reader(src, cfg.caption_seed).records()
+        if (split is None or r.get("split") == split) and float(r.get("gsd_factor") or 1.0) == 1.0
+    ]

@@ -78,25 +78,19 @@ def read_prompt_file(name_or_path: str) -> list[list[PromptItem]]:
 
 def curation_captions(spec: str, split: str, per_image: int) -> list[list[PromptItem]]:
     """Human captions (cleaned, as curation keeps them, without added metadata phrases) per image of one
-    curation source's records in ``split``."""
-    from rsgen.config import load_config
+    curation source's records in ``split`` (:func:`rsgen.data.curate_config.source_records`)."""
     from rsgen.data.captions import clean_captions
-    from rsgen.data.curate_config import CurateConfig, make_reader
+    from rsgen.data.curate_config import source_records
 
     config_name, sep, source = spec.rpartition(":")
     if not sep or not config_name or not source:
         raise ConfigError(
             f"prompt set curation {spec!r}: expected '<curation config>:<source>', e.g. curated:ucm_val"
         )
-    config = load_config(CurateConfig, config_name, subdir="data")
-    src = next((s for s in config.sources if s.name == source), None)
-    if src is None:
-        names = ", ".join(s.name for s in config.sources)
-        raise ConfigError(f"prompt set curation {spec!r}: no source {source!r} (sources: {names})")
     groups = []
-    for rec in make_reader(src, config.caption_seed).records():
+    for rec in source_records(config_name, source, split):
         captions = clean_captions(rec.get("captions") or [])[:per_image]
-        if rec.get("split") == split and captions and float(rec.get("gsd_factor") or 1.0) == 1.0:
+        if captions:
             groups.append([PromptItem(c, rec.get("label"), rec["path"]) for c in captions])
     return groups
 
