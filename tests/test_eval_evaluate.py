@@ -144,8 +144,16 @@ def test_generate_from_saved_model(tmp_path) -> None:
     # The CLI's --generate-only writes the same set and stops (no evaluation networks needed).
     out = tmp_path / "cli"
     args = ["evaluate", "--model", str(tmp_path / "model"), "--out", str(out), "--generate-only"]
+    args += [
+        "--prompt-sets",
+        "plain-eurosat",
+        "--max-prompts",
+        "2",
+    ]  # of the config's three sets, one, capped
     assert main([*args, "num_images=2", "num_inference_steps=2", "batch_size=2"]) == 0
-    assert len(load_generated_set(out / "generated", size=32)) == 2 and not (out / "report.md").exists()
+    cli_set = load_generated_set(out / "generated", size=32)
+    assert len(cli_set) == 4 and not (out / "report.md").exists()
+    assert {k: len(v) for k, v in cli_set.prompt_sets().items()} == {"plain-eurosat": 2}
     assert main(["evaluate", "--images", str(folder), "--out", str(out), "--generate-only"]) == 2
 
 
