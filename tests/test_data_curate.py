@@ -74,6 +74,7 @@ def test_bad_files_are_counted_by_reason(messy, tmp_path):
     assert forest["label"] == "Forest" and len(forest["captions"]) == 5 and forest["metadata"]["gsd_m"] == 10
     report = (tmp_path / "out" / "report" / "report.md").read_text()
     assert "near_duplicate: 1" in report and "corrupt: 2" in report
+    assert "records by caption source: human 2, written 13" in report
     assert (tmp_path / "out" / "report" / "curation.png").stat().st_size > 1000
 
 

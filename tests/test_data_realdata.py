@@ -82,3 +82,36 @@ def test_eurosat_and_naip_windows():
     assert m.gsd_m == pytest.approx(5.0) and m.date.year == 2009 and m.date.month == 8
     assert 46.9 < m.lat < 47.1 and -99.3 < m.lon < -99.0
     assert len({(s["metadata"].lat, s["metadata"].lon) for s in samples}) == len(samples)
+
+
+@pytest.mark.skipif(not (DATA / "aid-rsicd").is_dir(), reason="ucm/ and aid-rsicd/ not found")
+def test_ucm_and_aid_sources_of_the_default_curation_config():
+    """The default config's human-captioned sources: counts, GSD only where known, AID held out per class."""
+    from collections import Counter
+
+    from rsgen.config import load_config
+    from rsgen.data.curate_config import CurateConfig, make_reader
+
+    cfg = load_config(CurateConfig, "curated", subdir="data")
+    recs = {
+        s.name: list(make_reader(s).records())
+        for s in cfg.sources
+        if s.name in ("ucm_val", "ucm_train", "aid")
+    }
+    assert len(recs["ucm_val"]) == 210 and len(recs["ucm_train"]) == 1680
+    assert all(r["metadata"]["gsd_m"] == 0.3048 and len(r["captions"]) == 5 for r in recs["ucm_val"])
+    aid = recs["aid"]
+    assert len(aid) == 1092 + 1620 and all("gsd_m" not in r["metadata"] for r in aid)
+    assert sum(bool(r["captions"]) for r in aid) == 1092
+    per_class = Counter(r["label"] for r in aid)
+    held = Counter(r["label"] for r in aid if r["split"] == "val")
+    assert len(per_class) == 30 and all(held[c] == round(0.2 * n) for c, n in per_class.items())
+
+
+@pytest.mark.skipif(not (DATA / "aid-rsicd").is_dir(), reason="aid-rsicd/ not found")
+def test_aid_heldout_records_for_evaluation_and_judges():
+    from rsgen.data.curate_config import source_records
+
+    held = source_records("curated", "aid", "val")
+    assert len(held) == 543 and sum(bool(r["captions"]) for r in held) == 223
+    assert not {r["path"] for r in held} & {r["path"] for r in source_records("curated", "aid", "train")}

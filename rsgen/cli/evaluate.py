@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-images", type=int, help="with --model: how many images to generate")
     p.add_argument(
+        "--prompt-sets",
+        help="comma-separated names of the config's prompt sets to generate and report (e.g. "
+        "plain-eurosat,ucm-val), or 'none'; default: every set of the config (configs/eval/default.yaml)",
+    )
+    p.add_argument(
+        "--max-prompts", type=int, help="with --model: at most this many prompts of each prompt set"
+    )
+    p.add_argument(
         "--generate-only",
         action="store_true",
         help="with --model: only write the generated set to OUT/generated (e.g. on a GPU machine without the "
@@ -115,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"segmenters.{kind.strip()}={spec.strip()}")
     _check_arguments(args)
     config = load_config(EvaluateConfig, args.config, overrides, subdir="eval")
+    config = dataclasses.replace(
+        config, prompt_sets=select_prompt_sets(config.prompt_sets, args.prompt_sets, args.max_prompts)
+    )
     if config.max_generated is not None and config.max_generated < MIN_IMAGES:
         raise ConfigError(f"max_generated {config.max_generated}: expected at least {MIN_IMAGES} images")
     if args.generate_only and args.model is None:
@@ -133,3 +144,23 @@ def run(args: argparse.Namespace) -> int:
         print(", ".join(f"{k}={v:.4g}" for k, v in dist["metrics"].items()))
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def select_prompt_sets(sets: list, names: str | None, max_prompts: int | None) -> list:
+    """The configured prompt sets named in ``names`` (comma-separated; 'none': no set; None: all), each capped
+    at ``max_prompts``."""
+    if names is not None:
+        wanted = [] if names.strip().lower() == "none" else [n.strip() for n in names.split(",") if n.strip()]
+        known = {s.name: s for s in sets}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"--prompt-sets {', '.join(unknown)}: not in the config's prompt_sets "
+                f"({', '.join(known) or 'none configured'})"
+            )
+        sets = [known[n] for n in wanted]
+    if max_prompts is not None:
+        if max_prompts < 1:
+            raise ConfigError(f"--max-prompts {max_prompts}: expected a positive number")
+        sets = [dataclasses.replace(s, max_prompts=max_prompts) for s in sets]
+    return sets

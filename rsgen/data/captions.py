@@ -268,20 +268,39 @@ class CaptionWriter:
             v=view,
             sent=rng.choice(scene.sentences) if scene.sentences else "",
         )
-        phrases = self._metadata_phrases(metadata, place, rng)
-        if phrases:
-            body = text.rstrip(".").rstrip()
-            sep = (
-                " "
-                if "," in body
-                or phrases[0].startswith(("in ", "at ", "with ", "near "))
-                and rng.random() < 0.5
-                else ", "
-            )
-            text = body + sep + " ".join(phrases) + "."
+        text = self._append(text, self._metadata_phrases(metadata, place, rng), rng)
         if false_color and not any(w in text for w in ("false", "infrared")):
             text = text.rstrip(".") + rng.choice([", in false colour.", " (false-colour composite).", "."])
         return clean_caption(text)
+
+    def with_metadata(
+        self,
+        captions: Sequence[str],
+        metadata: Metadata | None = None,
+        key: str = "",
+        *,
+        place: str | None = None,
+    ) -> list[str]:
+        """Human captions kept as written, each followed by the writer's metadata phrases (GSD, date, place)
+        with the same probability as written captions get them, deterministic in ``key``."""
+        out = []
+        for i, caption in enumerate(captions):
+            rng = self._rng(f"human|{key}", i)
+            out.append(self._append(caption, self._metadata_phrases(metadata, place, rng), rng))
+        return clean_captions(out)
+
+    @staticmethod
+    def _append(text: str, phrases: Sequence[str], rng: random.Random) -> str:
+        """``text`` with metadata ``phrases`` joined on before its final full stop."""
+        if not phrases:
+            return text
+        body = text.rstrip(".").rstrip()
+        sep = (
+            " "
+            if "," in body or phrases[0].startswith(("in ", "at ", "with ", "near ")) and rng.random() < 0.5
+            else ", "
+        )
+        return body + sep + " ".join(phrases) + "."
 
     def _metadata_phrases(self, meta: Metadata | None, place: str | None, rng: random.Random) -> list[str]:
         t = self.vocabulary.templates

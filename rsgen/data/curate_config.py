@@ -10,20 +10,27 @@ from typing import Any, Literal
 from rsgen.errors import ConfigError
 from rsgen.paths import REPO_ROOT, datasets_dir
 
-SourceKind = Literal["class_folder", "karpathy", "coco", "fmow", "geotiff_windows"]
+SourceKind = Literal["class_folder", "image_list", "karpathy", "coco", "fmow", "geotiff_windows"]
 
 
 @dataclass
 class SourceConfig:
     """One source. ``root``: image folder (GeoTIFF folder or file for ``geotiff_windows``); ``annotations``:
-    caption json (karpathy / coco). ``split``: a fixed split for every record, or null for the stable hash split.
-    Paths may use ``${datasets}`` (the shared real data sets) and are otherwise relative to the repository."""
+    caption json (karpathy / coco), or one or more image lists (``image_list``: JSON / CSV of path, label,
+    captions; see :class:`rsgen.data.readers.ImageListReader`). ``split``: a fixed split for every record, or
+    null for the stable hash split. ``heldout``: this fraction of each class (chosen by file name) is split
+    ``val`` instead, never trained on. ``caption_metadata``: human captions get the caption writer's metadata
+    phrases (GSD, date, place where known) as written captions do. Paths may use ``${datasets}`` (the shared
+    real data sets) and are otherwise relative to the repository."""
 
     name: str
     kind: SourceKind
     root: str = ""
-    annotations: str = ""
+    annotations: str | list[str] = ""
     split: Literal["train", "val", "test"] | None = None
+    heldout: float = 0.0
+    caption_metadata: bool = True
+    unlisted_images: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
     label_from: str | None = None
@@ -112,7 +119,13 @@ def expand_path(text: str) -> Path:
 def make_reader(src: SourceConfig, caption_seed: int = 0):  # -> Reader
     """The reader for one configured source."""
     from rsgen.data.geotiff_windows import GeoTiffWindowReader
-    from rsgen.data.readers import ClassFolderReader, CocoCaptionsReader, FmowReader, KarpathyReader
+    from rsgen.data.readers import (
+        ClassFolderReader,
+        CocoCaptionsReader,
+        FmowReader,
+        ImageListReader,
+        KarpathyReader,
+    )
 
     common: dict[str, Any] = dict(
         metadata=src.metadata,
@@ -123,14 +136,25 @@ def make_reader(src: SourceConfig, caption_seed: int = 0):  # -> Reader
         place=src.place,
         label=src.label,
         limit=src.limit,
+        heldout=src.heldout,
+        caption_metadata=src.caption_metadata,
         conditions={k: expand_path(v) for k, v in src.conditions.items()},
     )
     if src.kind == "class_folder":
         return ClassFolderReader(src.name, expand_path(src.root), **common)
+    if src.kind == "image_list":
+        lists = [src.annotations] if isinstance(src.annotations, str) else list(src.annotations)
+        return ImageListReader(
+            src.name,
+            expand_path(src.root),
+            [expand_path(a) for a in lists if a],
+            unlisted_images=src.unlisted_images,
+            **common,
+        )
     if src.kind == "karpathy":
         return KarpathyReader(
             src.name,
-            expand_path(src.annotations),
+            expand_path(_one(src)),
             expand_path(src.root),
             use_source_split=src.use_source_split,
             label_from=src.label_from,
@@ -138,7 +162,7 @@ def make_reader(src: SourceConfig, caption_seed: int = 0):  # -> Reader
         )
     if src.kind == "coco":
         return CocoCaptionsReader(
-            src.name, expand_path(src.annotations), expand_path(src.root), label_from=src.label_from, **common
+            src.name, expand_path(_one(src)), expand_path(src.root), label_from=src.label_from, **common
         )
     if src.kind == "fmow":
         return FmowReader(src.name, expand_path(src.root), crop_to_box=src.crop_to_box, **common)
@@ -155,3 +179,79 @@ def make_reader(src: SourceConfig, caption_seed: int = 0):  # -> Reader
             **common,
         )
     raise ConfigError(f"source {src.name}: unknown kind {src.kind!r}")
+
+
+def _one(src: SourceConfig) -> str:
+    """The single annotation file of a karpathy / coco source."""
+    if isinstance(src.annotations, str):
+        return src.annotations
+    if len(src.annotations) != 1:
+        raise ConfigError(f"source {src.name}: kind {src.kind} takes one annotations file, not a list")
+    return src.annotations[0]
+
+
+CAPTION_LISTS = ("captions.json", "captions.csv")
+
+
+def folder_config(
+    folder: str | Path,
+    *,
+    metadata: dict[str, Any] | None = None,
+    label: str | None = None,
+    place: str | None = None,
+    split: str | None = None,
+    heldout: float = 0.0,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """A one-source curation config (as data for :func:`rsgen.config.load_config`, so overrides apply) for a
+    plain folder: images with ``captions.json`` / ``captions.csv`` (file name -> caption(s); images it does not
+    name are counted as ``no_caption``), else class subfolders ``<Class>/*.jpg|png|tif`` (captions written
+    from the folder name and the metadata). ``metadata``: what is known of every image (gsd_m, lat, lon,
+    date, sensor)."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"curate {folder}: no such folder")
+    lists = [str(root / n) for n in CAPTION_LISTS if (root / n).is_file()]
+    source: dict[str, Any] = {
+        "name": name or root.name or "folder",
+        "root": str(root),
+        "metadata": {k: v for k, v in (metadata or {}).items() if v is not None},
+        "label": label,
+        "place": place,
+        "split": split,
+        "heldout": heldout,
+    }
+    if lists:
+        source.update(kind="image_list", annotations=lists, unlisted_images=True)
+    else:
+        from rsgen.data.images import IMAGE_SUFFIXES
+
+        has_classes = any(
+            sub.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.rglob("*"))
+            for sub in root.iterdir()
+        )
+        if not has_classes and label is None:
+            raise ConfigError(
+                f"curate {folder}: found neither {' nor '.join(CAPTION_LISTS)} nor class subfolders "
+                f"({folder}/<Class>/*.jpg); add one of them, or give --label for loose images"
+            )
+        source["kind"] = "class_folder"
+    return {"sources": [source]}
+
+
+def source_records(config: str | Path, source: str, split: str | None = None) -> list[dict[str, Any]]:
+    """The records of one source of a curation config, without decoding (paths, labels, captions as written,
+    metadata), at native GSD, of ``split`` if given: e.g. ``source_records("curated", "aid", "val")`` is the
+    AID held-out set that evaluation and class judges use, chosen exactly as curation chooses it."""
+    from rsgen.config import load_config
+
+    cfg = load_config(CurateConfig, config, subdir="data")
+    src = next((s for s in cfg.sources if s.name == source), None)
+    if src is None:
+        names = ", ".join(s.name for s in cfg.sources)
+        raise ConfigError(f"curation config {config}: no source {source!r} (sources: {names})")
+    return [
+        r
+        for r in make_reader(src, cfg.caption_seed).records()
+        if (split is None or r.get("split") == split) and float(r.get("gsd_factor") or 1.0) == 1.0
+    ]

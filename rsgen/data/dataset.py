@@ -59,6 +59,17 @@ def nearest_bucket(width: int, height: int, buckets: Sequence[tuple[int, int]]) 
     return min(range(len(buckets)), key=lambda i: abs(math.log(buckets[i][1] / buckets[i][0]) - ratio))
 
 
+def random_orientation(array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, C) -> one of its orientations, same shape: a rotation by a multiple of 90 degrees (180 only when
+    H != W, so the shape is kept) then, with probability 1/2, a mirror image."""
+    h, w = array.shape[:2]
+    k = int(rng.integers(4)) if h == w else 2 * int(rng.integers(2))
+    out = np.rot90(array, k, axes=(0, 1))
+    if rng.integers(2):
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
 def to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
     t = torch.from_numpy(np.array(array, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W)
@@ -73,6 +84,11 @@ class ImageCaptionDataset(Dataset):
     (deterministic in seed, epoch and index; see :meth:`set_epoch`), else always the first.
     ``sources`` keeps only those sources; ``allow_upsampling=False`` drops records smaller than ``image_size``
     (e.g. 32 px GSD copies when training at 64 px, where upsampling would only blur them back to the native GSD).
+
+    ``flips_rotations``: each sample is shown in one of the 8 orientations of the square's symmetry group
+    (rotations by 90 degrees and mirror images; non-square buckets: rotation by 180 degrees and mirror images),
+    drawn per epoch like the caption. A nadir image has no "up": every orientation is an image the sensor
+    could have taken, with the same GSD, date and place (see docs/data.md).
 
     ``buckets`` (size bucketing): (height, width) shapes; each record is shown at the bucket closest to its
     aspect ratio (from the record's ``size``, without decoding; no ``size``: the bucket closest to square),
@@ -93,6 +109,7 @@ class ImageCaptionDataset(Dataset):
         allow_upsampling: bool = True,
         max_retries: int = 20,
         buckets: Sequence[tuple[int, int]] | None = None,
+        flips_rotations: bool = False,
     ) -> None:
         if split is not None and split not in SPLITS:
             raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)} (or None for all)")
@@ -123,6 +140,7 @@ class ImageCaptionDataset(Dataset):
         self.epoch = 0
         self.max_retries = max_retries
         self.skipped = 0
+        self.flips_rotations = flips_rotations
 
     def __len__(self) -> int:
         return len(self.records)
@@ -176,6 +194,8 @@ class ImageCaptionDataset(Dataset):
             # no finer detail than its source, so its *effective* GSD stays the source's (a 16 px 40 m copy
             # shown at 64 px is a 40 m image, not a 10 m one): the GSD the model learns is what it looks like.
             meta = meta.replace(gsd_m=meta.gsd_m * scale)
+        if self.flips_rotations:
+            pixels = random_orientation(pixels, np.random.default_rng([self.seed, self.epoch, index, 1]))
         captions = rec.get("captions") or [""]
         if self.random_caption and len(captions) > 1:
             rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -4,7 +4,8 @@ Record fields (see ``notes/contracts.md``): ``id``, ``path`` (relative to the ma
 ``window`` ``[col_off, row_off, width, height]`` or null, ``bands`` (1-based) or null, ``captions``,
 ``metadata`` (``Metadata.to_dict()``), ``split``, ``source``, ``label``, ``false_color``, ``gsd_factor``,
 ``conditions`` ``{type: path}`` or null. Curation adds ``group`` (the key the split is hashed from),
-``size`` ``[width, height]`` of the decoded image and ``phash``.
+``size`` ``[width, height]`` of the decoded image, ``phash`` and ``caption_source`` (``human``: captions written
+by people, kept as written; ``written``: by :class:`rsgen.data.captions.CaptionWriter` from label and metadata).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ their true GSD).
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import logging
 import re
@@ -19,6 +21,7 @@ from typing import Any
 
 from rsgen.data.captions import CaptionWriter, clean_captions
 from rsgen.data.images import IMAGE_SUFFIXES, LoadedImage, SampleError, load_image
+from rsgen.data.splits import heldout_by_class
 from rsgen.errors import DataError, MetadataError
 from rsgen.metadata import Metadata
 
@@ -81,7 +84,14 @@ def finalize_record(
             place=spec.get("place"),
             false_color=bool(rec.get("false_color")),
         )
+        rec["caption_source"] = "written"
+    else:
+        rec["caption_source"] = "human"
     rec["captions"] = clean_captions(rec.get("captions") or [])
+    phrases = record.get("_metadata_phrases")
+    if phrases is not None and spec is None:  # human captions as written, plus the writer's metadata phrases
+        writer = writer or CaptionWriter(seed=int(phrases.get("seed", 0)))
+        rec["captions"] = writer.with_metadata(rec["captions"], meta, rec["id"], place=phrases.get("place"))
     if not rec["captions"]:
         raise SampleError("empty_caption", f"{rec['id']}: no caption left after cleaning")
     return rec
@@ -105,6 +115,8 @@ class Reader:
         label: str | None = None,
         conditions: Mapping[str, str | Path] | None = None,
         limit: int | None = None,
+        heldout: float = 0.0,
+        caption_metadata: bool = True,
     ) -> None:
         try:
             self.base_metadata = Metadata.from_dict(dict(metadata or {}))
@@ -122,6 +134,10 @@ class Reader:
         self.label = label
         self.conditions = {k: Path(v) for k, v in (conditions or {}).items()}
         self.limit = limit
+        if not 0.0 <= heldout < 1.0:
+            raise DataError(f"source {name}: heldout {heldout}: expected a fraction in [0, 1), e.g. 0.2")
+        self.heldout = heldout
+        self.caption_metadata = caption_metadata
         self.skipped: Counter[str] = Counter()
 
     # ------------------------------------------------------------------------------------------- records
@@ -130,10 +146,18 @@ class Reader:
         raise NotImplementedError
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """Every record, GSD-augmented copies included, in a stable order."""
-        for n, entry in enumerate(self.entries()):
-            if self.limit is not None and n >= self.limit:
-                return
+        """Every record, GSD-augmented copies included, in a stable order. With ``heldout``, that fraction of
+        each class (chosen by file name, :func:`rsgen.data.splits.heldout_by_class`) is split ``val``."""
+        entries: Iterator[dict[str, Any]] = itertools.islice(self.entries(), self.limit)
+        if self.heldout:
+            listed = list(entries)
+            held = heldout_by_class(
+                [Path(e["path"]).name for e in listed], [e.get("label") for e in listed], self.heldout
+            )
+            entries = iter([{**e, "split": "val"} if Path(e["path"]).name in held else e for e in listed])
+        for entry in entries:
+            if entry.get("captions") and "_caption" not in entry and self.caption_metadata:
+                entry = {**entry, "_metadata_phrases": {"seed": self.caption_seed, "place": self.place}}
             yield from self.gsd_copies(entry)
 
     def gsd_copies(self, entry: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -241,6 +265,95 @@ class ClassFolderReader(Reader):
             label = path.parent.name if path.parent != self.root else self.label
             rid = path.relative_to(self.root).with_suffix("").as_posix()
             yield self.base_record(rid, path, label=label, _caption=self.caption_spec(label))
+
+
+PATH_KEYS = ("path", "file", "filename", "file_name", "image")
+CAPTION_KEYS = ("captions", "caption", "text", "sentences")
+
+
+class ImageListReader(Reader):
+    """Images listed with labels and/or captions, paths relative to ``root``; one or more lists, each a JSON
+    list of ``{"path", "label", "captions"}`` (UCM, AID-RSICD), a JSON object ``{file: caption or [captions]}``
+    or a CSV with a path column (``path``/``file``/``filename``/``image``) and optional ``label`` and
+    ``caption`` columns (several rows of one file: several captions). Human captions are kept as written
+    (cleaned; the caption writer may add metadata phrases); an image with a label only gets captions written
+    from it. ``unlisted_images``: images under ``root`` that no list names are counted as ``no_caption``."""
+
+    kind = "image_list"
+
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        annotations: Sequence[str | Path],
+        *,
+        unlisted_images: bool = False,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, **kw)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"source {name}: image folder {self.root} does not exist")
+        if not annotations:
+            raise DataError(f"source {name}: no image list given (annotations: a JSON or CSV file)")
+        self.annotations = [Path(a) for a in annotations]
+        self.unlisted_images = unlisted_images
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        listed: dict[str, tuple[str | None, list[str]]] = {}
+        for path in self.annotations:
+            for rel, label, captions in read_image_list(path, self.name):
+                old_label, old_captions = listed.get(rel, (None, []))
+                listed[rel] = (label or old_label, old_captions + captions)
+        for rel, (label, captions) in listed.items():
+            label = label or self.label
+            rec = self.base_record(Path(rel).as_posix(), self.root / rel, label=label, captions=captions)
+            yield rec if captions else {**rec, "_caption": self.caption_spec(label)}
+        if self.unlisted_images:
+            named = {(self.root / rel).resolve() for rel in listed}
+            for path in _image_files(self.root, IMAGE_SUFFIXES):
+                if path.resolve() not in named:
+                    rid = path.relative_to(self.root).as_posix()  # with its suffix: a.jpg, a.png differ
+                    yield dropped(
+                        self.base_record(rid, path), "no_caption", f"{path}: not named in the caption list"
+                    )
+
+
+def read_image_list(path: Path, name: str = "") -> list[tuple[str, str | None, list[str]]]:
+    """``(relative path, label or None, captions)`` per row of an image list (see :class:`ImageListReader`)."""
+    where = f"source {name}: {path}" if name else str(path)
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise DataError(f"{where}: no such file")
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    elif path.suffix.lower() == ".json":
+        data = _load_json(path, name)
+        if isinstance(data, dict):
+            rows = [
+                {"path": k, **v} if isinstance(v, dict) else {"path": k, "captions": v}
+                for k, v in data.items()
+            ]
+        elif isinstance(data, list) and all(isinstance(r, dict) for r in data):
+            rows = data
+        else:
+            raise DataError(f"{where}: expected a list of records or an object file -> caption(s)")
+    else:
+        raise DataError(f"{where}: an image list must be a .json or .csv file")
+    out = []
+    for n, row in enumerate(rows, 1):
+        rel = next((str(row[k]) for k in PATH_KEYS if row.get(k)), None)
+        if rel is None:
+            raise DataError(f"{where}: row {n} has no {'/'.join(PATH_KEYS)} column")
+        raw = next((row[k] for k in CAPTION_KEYS if row.get(k)), [])
+        captions = (
+            [raw]
+            if isinstance(raw, str)
+            else [c.get("raw", "") if isinstance(c, dict) else str(c) for c in raw]
+        )
+        label = row.get("label") or None
+        out.append((rel, str(label) if label is not None else None, [c for c in captions if str(c).strip()]))
+    return out
 
 
 class KarpathyReader(Reader):

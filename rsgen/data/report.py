@@ -64,6 +64,7 @@ def write_report(
         if r.get("metadata", {}).get("lat") is not None
     ]
     splits = Counter(r["split"] for r in kept)
+    sources = Counter(str(r.get("caption_source", "unknown")) for r in kept)
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     ax = axes[0, 0]
@@ -119,6 +120,9 @@ def write_report(
         "## Captions",
         "",
         f"- captions: {stats['captions']} ({stats['distinct_captions']} distinct)",
+        "- records by caption source: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "-")
+        + " (human: written by people, kept as written; written: from label and metadata)",
         f"- words per caption: mean {stats['mean_words']:.1f}, median {stats['median_words']:.0f}, "
         f"max {stats['max_words']}",
         f"- vocabulary: {stats['vocabulary']} words",

@@ -21,6 +21,7 @@ from rsgen.eval.distribution import (
     frechet_distance,
 )
 from rsgen.eval.generated_set import GeneratedSet, load_generated_set
+from rsgen.eval.prompt_sets import PromptSetConfig
 from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class EvaluateConfig:
     sweep_images: int = 200
     batch_size: int = 16
     seed: int = 0
+    # Prompt sets people write (rsgen.eval.prompt_sets): with --model each is generated at its own GSD and size
+    # after the class prompts; each set found in the generated folder is reported in its own section.
+    prompt_sets: list[PromptSetConfig] = field(default_factory=list)
 
 
 def class_prompt(class_name: str) -> str:
@@ -85,8 +89,10 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     """Generate ``num_images`` images from class prompts (classes and GSDs cycled; per-image seeds) with a saved
     rsgen model, plus ``sweep_images`` more at every value of ``guidance_sweep``, ``steps_sweep`` and
     ``guidance_meta_sweep`` (the same prompts, GSDs and seeds as the first ``sweep_images`` of the main set),
-    written as a generated set (PNGs + ``generated.jsonl``) that :func:`evaluate_folder` reads."""
+    then every prompt set of ``prompt_sets`` at its own GSD and size, written as a generated set (PNGs +
+    ``generated.jsonl``) that :func:`evaluate_folder` reads."""
     from rsgen.eval.generated_set import write_generated_set
+    from rsgen.eval.prompt_sets import prompt_set_records
     from rsgen.eval.reference_data import EUROSAT_CLASSES
     from rsgen.metadata import Metadata
     from rsgen.pipelines import RSGenPipeline
@@ -108,43 +114,57 @@ def generate_class_prompt_set(model_dir: str | Path, out_folder: str | Path, con
     runs += [
         (config.sweep_images, gt, n_steps, float(m), "guidance_meta") for m in config.guidance_meta_sweep
     ]
-    records, images, k = [], [], 0
+    records: list[dict[str, Any]] = []
+    images: list[np.ndarray] = []
+
+    def generate(
+        batch: list[dict[str, Any]], steps: int, guidance: float, meta_guidance: float, size: int | None
+    ) -> None:
+        """One batch of records (prompt, label, metadata, seed, ...) through the model, kept with the settings."""
+        out = pipe(
+            prompt=[r["prompt"] for r in batch],
+            metadata=[Metadata.from_dict(r["metadata"]) for r in batch],
+            n=1,
+            num_inference_steps=steps,
+            guidance_text=guidance,
+            guidance_meta=meta_guidance,
+            seed=[r["seed"] for r in batch],
+            output_type="np",
+            progress=False,
+            **({"height": size, "width": size} if size else {}),
+        )
+        for j, record in enumerate(batch):
+            images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (H, W, 3)
+            settings = {"guidance_scale": guidance, "guidance_meta": meta_guidance, "steps": steps}
+            records.append({"path": f"img_{len(records):05d}.png", **record, **settings})
+
     for count, guidance, steps, guidance_meta, swept in runs:
         for start in range(0, count, config.batch_size):
             idx = list(range(start, min(count, start + config.batch_size)))
             classes = [EUROSAT_CLASSES[i % len(EUROSAT_CLASSES)] for i in idx]
             gsds = [config.gsd_choices[(i // len(EUROSAT_CLASSES)) % len(config.gsd_choices)] for i in idx]
-            prompts = [class_prompt(c) for c in classes]
-            metas = [Metadata(gsd_m=g) for g in gsds]
-            seeds = [config.seed + i for i in idx]
-            out = pipe(
-                prompt=prompts,
-                metadata=metas,
-                n=1,
-                num_inference_steps=steps,
-                guidance_text=guidance,
-                guidance_meta=guidance_meta,
-                seed=seeds,
-                output_type="np",
-                progress=False,
-            )
-            for j in range(len(idx)):
-                images.append((np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8))  # (H, W, 3)
-                records.append(
-                    {
-                        "path": f"img_{k:05d}.png",
-                        "prompt": prompts[j],
-                        "label": classes[j],
-                        "metadata": metas[j].to_dict(),
-                        "seed": seeds[j],
-                        "guidance_scale": guidance,
-                        "guidance_meta": guidance_meta,
-                        "steps": steps,
-                        "sweep": swept,  # None: the main set; else the swept setting
-                    }
-                )
-                k += 1
-    return write_generated_set(out_folder, np.stack(images), records)
+            batch = [
+                {
+                    "prompt": class_prompt(c),
+                    "label": c,
+                    "metadata": Metadata(gsd_m=g).to_dict(),
+                    "seed": config.seed + i,
+                    "sweep": swept,  # None: the main set; else the swept setting
+                }
+                for i, c, g in zip(idx, classes, gsds, strict=True)
+            ]
+            generate(batch, steps, guidance, guidance_meta, None)
+    for prompt_set in config.prompt_sets:  # each at its own GSD and size, with the main set's settings
+        try:
+            wanted = [{**r, "seed": config.seed + i} for i, r in enumerate(prompt_set_records(prompt_set))]
+        except (
+            RsgenError
+        ) as e:  # e.g. the real data of a caption set is not on this machine: the report says so
+            log.warning("prompt set %s skipped: %s", prompt_set.name, e)
+            continue
+        for start in range(0, len(wanted), config.batch_size):
+            generate(wanted[start : start + config.batch_size], n_steps, gt, gm, prompt_set.size)
+    return write_generated_set(out_folder, images, records)
 
 
 def _sweep_groups(gen: GeneratedSet, key: str) -> dict[float, list[int]] | None:
@@ -379,6 +399,42 @@ def _captioner_section(gen: GeneratedSet, config: EvaluateConfig, report: dict) 
         report["not_measured"].append(f"captioner as judge: {e}")
 
 
+def _prompt_set_sections(
+    everything: GeneratedSet, config: EvaluateConfig, rs: RSFeatureExtractor, report: dict, out: Path
+) -> None:
+    """One section per prompt set in the generated folder: class accuracy by the text-faithfulness judge (labels
+    in its classes), FID_RS against the set's own real images, CLIP_RS with own / shuffled prompts and of the
+    real images with their captions, and a sample grid."""
+    from rsgen.eval.clip_score import RSClip
+    from rsgen.eval.prompt_sets import prompt_set_section
+    from rsgen.eval.report import sample_grid
+    from rsgen.io import write_png
+
+    groups = everything.prompt_sets()
+    for wanted in config.prompt_sets:
+        if wanted.name not in groups:
+            report["not_measured"].append(f"prompt set {wanted.name}: no generated image of it in the folder")
+    if not groups:
+        return
+    judge = _text_classifier(config)
+    classifier, description, real_acc = judge if judge else (rs.net, rs.description, None)
+    try:
+        clip = RSClip.load(config.rs_clip, config.feature_net)
+    except RsgenError as e:
+        clip = None
+        report["not_measured"].append(f"CLIP_RS of prompt sets: {e}")
+    report["prompt_sets"] = []
+    for name, idx in groups.items():
+        sub = everything.subset(idx)
+        section = prompt_set_section(
+            name, sub, config.image_size, rs, classifier, description, real_acc, clip
+        )
+        grid = f"samples_{name}.png"
+        write_png(out / grid, sample_grid(sub.images))
+        report["plots"].append(grid)
+        report["prompt_sets"].append(section)
+
+
 def _text_classifier(config: EvaluateConfig) -> tuple[Any, str, float | None] | None:
     """(model, description, real val accuracy) of the text-faithfulness classifier, or None to use the
     feature network's own logits (no robust classifier given or shipped)."""
@@ -497,6 +553,7 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
     _clip_section(gen, config, report)
     _control_section(gen, config, report)
     _captioner_section(gen, config, report)
+    _prompt_set_sections(everything, config, rs, report, out)
     report["setup"]["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(out, report, sample_grid(gen.images))
     log.info("report written to %s", out / "report.md")

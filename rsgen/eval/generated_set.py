@@ -5,7 +5,8 @@ Accepted layouts (checked in this order for each image):
 1. a JSONL index in the folder (``generated.jsonl``, ``samples.jsonl``, ``prompts.jsonl`` or ``manifest.jsonl``),
    one record per image: ``{"path": "img_0001.png", "prompt": "...", "metadata": {...}, "label": "Forest",
    "seed": 3, "guidance_scale": 5.0, "steps": 30}`` (``file``/``image`` accepted for ``path``, ``caption`` for
-   ``prompt``); paths relative to the folder. Optional, for control faithfulness: ``"conditions": {"canny":
+   ``prompt``); paths relative to the folder; ``prompt_set``: the prompt set an image belongs to (reported in
+   its own section, not in the headline metrics). Optional, for control faithfulness: ``"conditions": {"canny":
    "img_0001.condition-canny.png"}`` (the ControlNet condition images), ``"condition_sources": {"canny":
    "tile.tif:1,2,3"}`` (what each was drawn from) and ``"real_image"`` (the real image of a mask condition);
 2. a JSON sidecar beside each image (``img.png.json`` or ``img.json``) with the same keys, or as
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +77,17 @@ class GeneratedSet:
 
     def main_index(self) -> list[int]:
         """Indexes of the main set: not the extra images of guidance / steps sweeps (records with a ``sweep``
-        key naming what was swept), so that the headline metrics use one sampling setting."""
-        return [i for i, s in enumerate(self.samples) if not s.extra.get("sweep")]
+        key naming what was swept) nor those of prompt sets (a ``prompt_set`` key naming the set), so that the
+        headline metrics use one sampling setting and the class prompts."""
+        return [
+            i
+            for i, s in enumerate(self.samples)
+            if not s.extra.get("sweep") and not s.extra.get("prompt_set")
+        ]
+
+    def prompt_sets(self) -> dict[str, list[int]]:
+        """Indexes of each prompt set's images (records with ``prompt_set``), in order of first appearance."""
+        return {k: v for k, v in self.group_by("prompt_set").items() if k}
 
     def main(self) -> GeneratedSet:
         """The main set (see :meth:`main_index`)."""
@@ -206,8 +217,11 @@ def load_generated_set(folder: str | Path, size: int = 64, max_images: int | Non
     return GeneratedSet(np.stack(images), kept, root, skipped)
 
 
-def write_generated_set(folder: str | Path, images: np.ndarray, samples: list[dict[str, Any]]) -> Path:
-    """Write ``(N, H, W, 3)`` uint8 images as PNGs plus ``generated.jsonl`` (records as in the module doc)."""
+def write_generated_set(
+    folder: str | Path, images: np.ndarray | Sequence[np.ndarray], samples: list[dict[str, Any]]
+) -> Path:
+    """Write ``(N, H, W, 3)`` uint8 images (or a list of ``(H, W, 3)`` of different sizes) as PNGs plus
+    ``generated.jsonl`` (records as in the module doc)."""
     from rsgen.io import atomic_write_text, write_png
 
     root = Path(folder)

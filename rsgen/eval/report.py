@@ -237,6 +237,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [control_markdown(report["control_faithfulness"])]
     if report.get("caption_judge"):
         lines += ["## Captioner as judge", "", report["caption_judge"]["markdown"], ""]
+    for prompt_set in report.get("prompt_sets", []):  # rsgen.eval.prompt_sets.prompt_set_markdown
+        lines += [prompt_set["markdown"]]
     aug = report.get("augmentation_markdown")
     if aug:
         lines += ["## Downstream augmentation test", "", aug, ""]

@@ -44,6 +44,9 @@ class DataConfig:
     cache_dir: str | None = None
     cache_only: bool = False
     limit: int | None = None  # use only the first N samples (smoke tests)
+    # Random rotations by 90 degrees and mirror images (valid for nadir imagery, see docs/data.md). null: on
+    # for image-space training (no latent cache) except ControlNet, whose condition images are read apart.
+    flips_rotations: bool | None = None
     # Size bucketing (rsgen.training.bucketing): each image is shown at the (height, width) bucket closest to
     # its aspect ratio and every batch holds one bucket. buckets: explicit [height, width] shapes (multiples of
     # the VAE factor); null = automatic ones of about image_size**2 pixels, 1:2 .. 2:1, sides multiples of

@@ -109,6 +109,7 @@ def build_dataset(cfg: TrainConfig) -> Dataset:
         sources=cfg.data.sources,
         allow_upsampling=cfg.data.allow_upsampling,
         buckets=training_buckets(cfg),
+        flips_rotations=bool(cfg.data.flips_rotations),
     )
     if cfg.data.limit:
         ds.records = ds.records[: cfg.data.limit]
@@ -137,6 +138,8 @@ def _training_data(
             )
         return CachedLatentDataset(cache_dir, cfg.data.random_caption, cfg.seed), collate_cached
     if not task.uses_latent_cache:
+        if cfg.data.flips_rotations is None and cfg.mode != "controlnet" and hasattr(raw, "flips_rotations"):
+            raw.flips_rotations = True  # image space: a new orientation every epoch
         return raw, _collate_images
     vae_src = cfg.vae.pretrained or cfg.init_from or f"random-init-seed-{cfg.seed}"
     fingerprint = cache_fingerprint(
