@@ -82,3 +82,83 @@ def test_whatif_sweep_keeps_seed_and_georef(pipes):
     assert g.images[0].shape == (16, 16, 3) and g.metadata[0].gsd_m == 2.0  # same footprint, coarser grid
     grid = labelled_grid(res.images, ["Jan", "Apr"], cell=32)
     assert grid.shape == (50, 64, 3) and grid.dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------------ cascade over a scene
+def test_scene_cascade_size_gsd_transform_and_windows(pipes, tmp_path):
+    from rsgen.io import GeoReference, read_geotiff
+    from rsgen.pipelines import Tiling
+    from rsgen.pipelines.scene import generate_scene, scene_boundaries, seam_ratio
+
+    cascade = Cascade(_config(), loader=lambda s: pipes[s.name])
+    georef = GeoReference.from_latlon_gsd(45.0, 7.0, 10.0, 160, 128)  # 160 wide, 128 high, at 10 m
+    seen: dict[str, list] = {"base": [], "sr2": []}
+    hooks = [
+        pipes[k].unet.register_forward_pre_hook(lambda m, a, k=k: seen[k].append(tuple(a[0].shape[-2:])))
+        for k in seen
+    ]
+    gsds: list[float] = []
+    orig = pipes["sr2"].embed_metadata
+    pipes["sr2"].embed_metadata = lambda metas, *a, **k: (gsds.append(metas[0].gsd_m), orig(metas, *a, **k))[
+        1
+    ]
+    tiling = Tiling(window=8, overlap=3, decode_tile=8)
+    try:
+        path = generate_scene(
+            pipes["base"],
+            tmp_path / "out" / "scene.tif",
+            "farmland with fields and a river",
+            Metadata(gsd_m=10.0, lat=45.0, lon=7.0),
+            height=128,
+            width=160,
+            georef=georef,
+            tiling=tiling,
+            num_inference_steps=2,
+            guidance_text=1.0,
+            seed=5,
+            cascade=cascade,
+            canvas_on_disk=True,
+            progress=False,
+        )
+    finally:
+        pipes["sr2"].embed_metadata = orig
+        for hk in hooks:
+            hk.remove()
+    r = read_geotiff(path)
+    assert r.array.shape == (3, 128, 160) and r.array.std() > 0
+    assert r.georef is not None and r.georef.crs == georef.crs
+    assert tuple(r.georef.transform) == pytest.approx(tuple(georef.transform))
+    assert r.metadata.gsd_m == pytest.approx(10.0)
+    # the base stage made the whole extent at 20 m (64x80 px = 16x20 latents), the x2 stage ran at 10 m;
+    # both only ever saw 8x8 windows, and there were several of them
+    assert set(gsds) == {10.0}
+    assert max(max(s) for s in seen["base"]) == 8 and max(max(s) for s in seen["sr2"]) == 8
+    assert len(seen["sr2"]) == 2 * len(tiling.windows(32, 40))
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "scene.tif"]  # temp area removed
+    rows, cols = scene_boundaries(pipes["sr2"], tiling, 128, 160)
+    assert rows and cols
+    assert seam_ratio(r.array, rows, cols) < 1.1
+
+
+def test_seam_ratio_sees_a_seam():
+    from rsgen.pipelines.scene import seam_ratio
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(3, 64, 64)).cumsum(axis=2) * 0.1  # smooth along columns
+    assert seam_ratio(img, [], [20, 40]) < 1.1
+    img[:, :, 32:] += 3.0  # an offset between two halves
+    assert seam_ratio(img, [], [32]) > 1.1
+
+
+def test_scene_cascade_controls_resampled_to_base_grid():
+    from rsgen.pipelines.pipeline import ControlInput
+    from rsgen.pipelines.scene_cascade import controls_on_grid
+
+    img = torch.zeros(1, 3, 8, 8)
+    img[:, 0, :, 4:] = 1.0  # a class map: left half class A, right half class B
+    img[:, 1, ::2, ::2] = 1.0
+    seg, canny = controls_on_grid(
+        [ControlInput(img, kind="landcover"), ControlInput(img, kind="canny")], (4, 4)
+    )
+    assert seg.image.shape == (1, 3, 4, 4) and set(seg.image.unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(canny.image[0, 1], torch.full((4, 4), 0.25))  # area-averaged

@@ -134,3 +134,20 @@ class LatentCanvas:
     def __del__(self) -> None:  # pragma: no cover - best effort cleanup
         with contextlib.suppress(Exception):
             self.close()
+
+
+class WindowSlices:
+    """A store indexed like the (B, C, H, W) tensor it stands for: ``view[:, :, rows, cols]`` reads that window.
+
+    It lets code that slices a scene-sized condition by window (the pipeline's super-resolution low-res input)
+    read it from a :class:`LatentCanvas` on disk instead of a tensor in RAM.
+    """
+
+    def __init__(self, store: TensorStore | LatentCanvas) -> None:
+        self.store = store
+
+    def __getitem__(self, key: tuple[slice, ...]) -> torch.Tensor:
+        *lead, rows, cols = key
+        if any(s != slice(None) for s in lead) or rows.step not in (None, 1) or cols.step not in (None, 1):
+            raise IndexError("WindowSlices: only [:, :, rows, cols] with contiguous row/column slices")
+        return self.store.read(Window(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start))
