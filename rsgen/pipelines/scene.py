@@ -32,8 +32,10 @@ from rsgen.pipelines.windows import Window, row_bands, window_boundaries
 if TYPE_CHECKING:
     from rsgen.pipelines.cascade import Cascade
 
-#: Scenes whose latents exceed this many bytes keep them in a temporary file instead of RAM.
-CANVAS_RAM_LIMIT_BYTES = 64 * 2**20
+#: Scene canvases (latents, blended model output, scheduler history, low-res condition, a stage's pixels)
+#: larger than this many bytes each live in a temporary file instead of RAM: a stage holds about six of them,
+#: so a scene's RAM beyond its windows stays under ~100 MiB at any size.
+CANVAS_RAM_LIMIT_BYTES = 16 * 2**20
 
 #: sink(pixel window, pixels (1, 3, th, tw) in [-1, 1]): where a stage's decoded tiles go.
 TileSink = Callable[[Window, torch.Tensor], None]
@@ -47,7 +49,7 @@ def default_tiling(pipe: RSGenPipeline) -> Tiling:
 
 
 def canvas_on_disk(channels: int, height: int, width: int, requested: bool | None) -> bool:
-    """Whether a (channels, height, width) float32 canvas goes to disk (default: above 64 MiB)."""
+    """Whether a (channels, height, width) float32 canvas goes to disk (default: above 16 MiB)."""
     return requested if requested is not None else channels * height * width * 4 > CANVAS_RAM_LIMIT_BYTES
 
 
@@ -223,7 +225,7 @@ def generate_scene(
     """Generate one ``height x width`` image into the GeoTIFF ``path`` (written atomically, block by block).
 
     ``tiling.window`` (latent pixels) bounds the UNet's input; ``tiling.decode_tile`` (default: the window)
-    bounds the VAE's. ``canvas_on_disk`` (default: when the latents exceed 64 MiB) keeps the scene's latents
+    bounds the VAE's. ``canvas_on_disk`` (default: canvases above 16 MiB) keeps the scene's latents
     in a temporary folder under ``work_dir`` (default: the output's folder). With one window covering the scene
     the result equals ``pipe(...)`` with the same arguments. With ``cascade`` (whose base stage ``pipe`` is),
     every active stage runs over the whole scene (:func:`rsgen.pipelines.scene_cascade.render_scene_cascade`),
