@@ -102,9 +102,7 @@ class LatentCanvas:
             view[:, rows, cols] += block
         else:
             view[:, rows, cols] = block
-        if isinstance(view, np.memmap):
-            view.flush()
-        del view
+        del view  # unmaps; the dirty pages go to the file through the page cache (no msync per window)
 
     def fill(self, value: float) -> None:
         if self._array is not None:
