@@ -206,3 +206,46 @@ def test_generate_cli_runs_a_cascade_scene_like_a_reference(pipes, tmp_path, mon
     assert r.metadata.gsd_m == pytest.approx(2.0)  # 32 px at 4 m -> 64 px at 2 m
     assert str(r.metadata.date) == "2019-07-04"
     assert '"scene": true' in tif.with_suffix(".json").read_text()  # went through the block-wise scene path
+
+
+def test_scene_cascade_land_cover_map_steers_the_base_stage(pipes, tmp_path):
+    """A land-cover map on the final grid reaches the base stage's ControlNet window by window, resampled onto
+    the base grid by nearest neighbour (only class colours); the super-resolution stage runs without it."""
+    from rsgen.conditions import condition_to_tensor
+    from rsgen.conditions.landcover import CLASS_IDS, landcover_ids, landcover_image
+    from rsgen.models.controlnet import controlnet_from_unet
+    from rsgen.pipelines import Tiling
+    from rsgen.pipelines.pipeline import ControlInput
+    from rsgen.pipelines.scene import generate_scene
+
+    ids = np.full((64, 96), CLASS_IDS["cropland"])
+    ids[:, 40:56] = CLASS_IDS["water"]  # a river across the fields
+    control = ControlInput(condition_to_tensor(landcover_image(ids))[None], kind="landcover")
+    control.controlnet = controlnet_from_unet(pipes["base"].unet, pipes["base"].latent_factor)
+    seen: list[torch.Tensor] = []
+    hook = control.controlnet.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["controlnet_cond"][0].clone()), with_kwargs=True
+    )
+    cascade = Cascade(_config(), loader=lambda s: pipes[s.name])
+    try:
+        generate_scene(
+            pipes["base"],
+            tmp_path / "lc.tif",
+            "farmland with fields and a river",
+            Metadata(gsd_m=10.0),
+            height=64,
+            width=96,
+            tiling=Tiling(window=4, overlap=1, decode_tile=4),
+            num_inference_steps=1,
+            guidance_text=1.0,
+            cascade=cascade,
+            controls=[control],
+            progress=False,
+        )
+    finally:
+        hook.remove()
+    # base grid: 32x48 px = 8x12 latents in 4x4 windows (16x16 px crops of the map), one step
+    assert len(seen) == len(Tiling(window=4, overlap=1).windows(8, 12))
+    crops = [landcover_ids((c.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for c in seen]
+    assert all(c.shape == (16, 16) for c in crops)
+    assert {int(v) for c in crops for v in np.unique(c)} == {CLASS_IDS["cropland"], CLASS_IDS["water"]}
