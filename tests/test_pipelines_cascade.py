@@ -1,4 +1,4 @@
-"""The resolution cascade (tiny random stages) and what-if sweeps."""
+"""The resolution cascade (tiny random stages), the cascade over a scene of any size, and what-if sweeps."""
 
 from __future__ import annotations
 

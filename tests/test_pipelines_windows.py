@@ -1,5 +1,5 @@
 """Pure sampling helpers: window layouts and blending weights, decode tiles, guidance math, per-sample noise,
-schedulers by name, the latent canvas."""
+schedulers by name, the latent canvas, one scheduler stepping a scene band by band."""
 
 from __future__ import annotations
 
