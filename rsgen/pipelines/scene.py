@@ -130,7 +130,7 @@ def render_scene_stage(
     c = pipe.latent_channels
     bands = row_bands(h, w, min(tiling.window, h))
     directory = work_dir if canvas_on_disk(c, h, w, on_disk) else None
-    latents = LatentCanvas(c, h, w, directory)
+    latents = LatentCanvas(c, h, w, directory, pipe.device, pipe.unet.dtype)  # read onto the model's device
     cond = None
     try:
         # Initial noise band by band from the image's own generator (one band = the untiled noise).
@@ -189,7 +189,7 @@ def _low_res_canvas(
             f"stage's {w * pipe.latent_factor}x{h * pipe.latent_factor} output (expected {w * s}x{h * s})"
         )
     level = torch.full((1,), DEFAULT_SR_NOISE_LEVEL if noise_level is None else int(noise_level))
-    out = LatentCanvas(3 * s * s, h, w, directory)
+    out = LatentCanvas(3 * s * s, h, w, directory, pipe.device, pipe.unet.dtype)
     for band in bands:
         folded = low_res_condition(
             low_res.read(band.scaled(s)), (band.height, band.width), level, generator, s
