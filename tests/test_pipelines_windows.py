@@ -1,5 +1,5 @@
 """Pure sampling helpers: window layouts and blending weights, decode tiles, guidance math, per-sample noise,
-schedulers by name, the latent canvas."""
+schedulers by name, the latent canvas, one scheduler stepping a scene band by band."""
 
 from __future__ import annotations
 
@@ -103,3 +103,53 @@ def test_latent_canvas(tmp_path, on_disk):
     assert c.read(win).abs().sum() == 0
     c.close()
     assert not list(tmp_path.glob("canvas-*"))
+
+
+def _step_scene(name: str, bands: list[Window], tmp_path, outputs: list[torch.Tensor], x0: torch.Tensor):
+    """Step a (1, 4, H, W) latent through ``outputs`` with one SceneScheduler over ``bands`` (history on disk);
+    returns the final latent and the largest number of history stores / sample-shaped scheduler tensors seen."""
+    from rsgen.pipelines.multidiffusion import SceneScheduler, sample_state
+
+    sched = make_scheduler(name)
+    sched.set_timesteps(len(outputs))
+    canvas = LatentCanvas(4, x0.shape[-2], x0.shape[-1], tmp_path)
+    canvas.write(Window(0, 0, x0.shape[-2], x0.shape[-1]), x0)
+    scene = SceneScheduler(sched, len(bands))
+    scene.bind(canvas.like)
+    gens = make_generators([3])
+    max_stores = max_held = 0
+    for t, out in zip(sched.timesteps, outputs, strict=True):
+        scene.begin_step()
+        for band in bands:
+            x = canvas.read(band)
+            rows, cols = band.slices()
+            canvas.write(band, scene.step(band, out[:, :, rows, cols], t, x, gens))
+            max_held = max(max_held, len(sample_state(sched, tuple(x.shape))))
+        max_stores = max(max_stores, len(scene.history))
+    result = canvas.read(Window(0, 0, x0.shape[-2], x0.shape[-1]))
+    scene.close()
+    canvas.close()
+    return result, max_stores, max_held
+
+
+@pytest.mark.parametrize("name", ["dpm++", "unipc", "euler", "ddim"])
+def test_scene_scheduler_state_does_not_grow_with_bands(tmp_path, name):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1, 4, 24, 16, generator=g)
+    outputs = [torch.randn(1, 4, 24, 16, generator=g) for _ in range(4)]
+    # the whole latent stepped at once by a plain diffusers scheduler
+    ref = make_scheduler(name)
+    ref.set_timesteps(4)
+    x = x0.clone()
+    for t, out in zip(ref.timesteps, outputs, strict=True):
+        x = ref.step(out, t, x, return_dict=False)[0]
+    results = {}
+    for n in (2, 6):  # 12-row and 4-row bands
+        bands = row_bands(24, 16, 24 // n)
+        results[n] = _step_scene(name, bands, tmp_path, outputs, x0)
+        torch.testing.assert_close(results[n][0], x, rtol=1e-5, atol=1e-5)
+    # history: the same number of scene-sized stores (DPM++: 2 = its order; none for a one-step scheduler)
+    # for 2 or 6 bands, and the scheduler itself never keeps a band's history between bands
+    assert results[2][1] == results[6][1] == {"dpm++": 2, "unipc": 3, "euler": 0, "ddim": 0}[name]
+    assert results[2][2] == results[6][2] == 0
+    assert not list(tmp_path.glob("canvas-*"))  # the history files are removed

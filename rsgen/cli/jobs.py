@@ -451,8 +451,8 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         )
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
-    scene = cascade is None and max(size) >= SCENE_MIN_SIDE
-    if scene and tiling is None:
+    scene = max(size) >= SCENE_MIN_SIDE
+    if scene and tiling is None and cascade is None:  # a cascade's stages get their own windows
         window = 2 * int(pipe.unet.config.sample_size)
         if s.overlap > window // 2:  # the window is rsgen's choice here: record the overlap actually used
             log.warning(
@@ -475,9 +475,21 @@ def run_generate(req: GenerateRequest) -> list[Path]:
         seed = item.seed if item.seed is not None else s.seed + index
         controls = build_controls(pipe, specs, size, georef, base_dir, req.controlnets) if specs else []
         if scene:
-            assert tiling is not None
             written += _scene(
-                pipe, req, item, meta, georef, size, seed, controls, tiling, out_dir, stem, index, specs
+                pipe,
+                req,
+                item,
+                meta,
+                georef,
+                size,
+                seed,
+                controls,
+                tiling,
+                out_dir,
+                stem,
+                index,
+                specs,
+                cascade,
             )
             index += req.n
             continue
@@ -550,11 +562,12 @@ def _scene(
     size: tuple[int, int],
     seed: int,
     controls: list[ControlInput],
-    tiling: Tiling,
+    tiling: Tiling | None,
     out_dir: Path,
     stem: str,
     index: int,
     specs: Sequence[Any] = (),
+    cascade: Any = None,
 ) -> list[Path]:
     from rsgen.io import atomic_group, generation_tags, json_text
     from rsgen.pipelines.output import sidecar_record
@@ -595,6 +608,8 @@ def _scene(
                 seed=sd,
                 controls=controls,
                 tags=tags,
+                cascade=cascade,
+                skip_stages=req.skip_stages,
                 **s.pipeline_options(),
             )
         written += [*conditions, tif, side]

@@ -16,7 +16,7 @@ The CLI form of a condition is ``TYPE=PATH[:BAND][@WEIGHT][[START:END]]``, parse
 
 from __future__ import annotations
 
-from rsgen.conditions import detectors, geo  # noqa: F401  (registers the makers)
+from rsgen.conditions import detectors, geo, landcover  # noqa: F401  (registers the makers)
 from rsgen.conditions.detectors import ANNOTATORS_ENV, auto_canny_thresholds, find_annotators
 from rsgen.conditions.geo import SEGMENTATION_PALETTE
 from rsgen.conditions.registry import (

@@ -52,11 +52,21 @@ class LatentCanvas:
     """Scene-sized storage accessed window by window (``read``, ``write``, ``add``).
 
     ``directory=None`` keeps the array in RAM; otherwise a file ``canvas-*.f32`` is created there and removed
-    by :meth:`close` (also on garbage collection).
+    by :meth:`close` (also on garbage collection). ``device`` / ``dtype``: where and how :meth:`read` gives its
+    windows (the model's; the canvas itself is float32 in host memory or on disk).
     """
 
-    def __init__(self, channels: int, height: int, width: int, directory: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        height: int,
+        width: int,
+        directory: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.shape = (channels, height, width)
+        self.device, self.dtype = torch.device(device), dtype
         self._directory = directory
         self._path: Path | None = None
         self._array: np.ndarray | None = None
@@ -79,12 +89,12 @@ class LatentCanvas:
         return np.memmap(self._path, dtype=np.float32, mode=mode, shape=self.shape)
 
     def read(self, win: Window) -> torch.Tensor:
-        """A copy of the window as a (1, C, h, w) tensor."""
+        """A copy of the window as a (1, C, h, w) tensor on the canvas's device and dtype."""
         rows, cols = win.slices()
         view = self._view("r")
         block = np.array(view[:, rows, cols], dtype=np.float32)  # (C, h, w), a copy
         del view  # unmaps a file-backed view
-        return torch.from_numpy(block)[None]
+        return torch.from_numpy(block)[None].to(self.device, self.dtype)
 
     def write(self, win: Window, values: torch.Tensor) -> None:
         """Store a (1, C, h, w) tensor at the window."""
@@ -102,9 +112,7 @@ class LatentCanvas:
             view[:, rows, cols] += block
         else:
             view[:, rows, cols] = block
-        if isinstance(view, np.memmap):
-            view.flush()
-        del view
+        del view  # unmaps; the dirty pages go to the file through the page cache (no msync per window)
 
     def fill(self, value: float) -> None:
         if self._array is not None:
@@ -123,7 +131,9 @@ class LatentCanvas:
     def like(self, channels: int | None = None) -> LatentCanvas:
         """A zero canvas of the same grid (optionally another channel count), stored the same way."""
         c, h, w = self.shape
-        return LatentCanvas(channels or c, h, w, self._directory if self.on_disk else None)
+        return LatentCanvas(
+            channels or c, h, w, self._directory if self.on_disk else None, self.device, self.dtype
+        )
 
     def close(self) -> None:
         if self._path is not None:
@@ -134,3 +144,20 @@ class LatentCanvas:
     def __del__(self) -> None:  # pragma: no cover - best effort cleanup
         with contextlib.suppress(Exception):
             self.close()
+
+
+class WindowSlices:
+    """A store indexed like the (B, C, H, W) tensor it stands for: ``view[:, :, rows, cols]`` reads that window.
+
+    It lets code that slices a scene-sized condition by window (the pipeline's super-resolution low-res input)
+    read it from a :class:`LatentCanvas` on disk instead of a tensor in RAM.
+    """
+
+    def __init__(self, store: TensorStore | LatentCanvas) -> None:
+        self.store = store
+
+    def __getitem__(self, key: tuple[slice, ...]) -> torch.Tensor:
+        *lead, rows, cols = key
+        if any(s != slice(None) for s in lead) or rows.step not in (None, 1) or cols.step not in (None, 1):
+            raise IndexError("WindowSlices: only [:, :, rows, cols] with contiguous row/column slices")
+        return self.store.read(Window(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start))

@@ -50,15 +50,6 @@ _ALIASES = {
 }
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 
-# Schedulers whose step keeps no history of earlier model outputs: one step only needs the current sample and
-# model output, so a large scene can be stepped block by block with a single scheduler object.
-SINGLE_STEP_SCHEDULERS = (
-    DDIMScheduler,
-    DDPMScheduler,
-    EulerDiscreteScheduler,
-    EulerAncestralDiscreteScheduler,
-)
-
 
 def canonical_scheduler_name(name: str) -> str:
     """The canonical name for ``name`` (case and ``_``/space insensitive); ConfigError if unknown."""

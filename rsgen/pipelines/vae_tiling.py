@@ -36,14 +36,21 @@ def iter_decoded_tiles(
     grid_hw: tuple[int, int],
     tile: int | None = None,
     halo: int = 4,
+    *,
+    align: int = 1,
+    fix: Callable[[Window, torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[tuple[Window, torch.Tensor]]:
     """Yield (pixel window, image (B, 3, th, tw) in [-1, 1]) covering the grid; ``read_latents(window)`` gives
-    diffusion latents (B, C, h, w) of a latent-grid window. ``tile=None`` decodes everything at once."""
+    diffusion latents (B, C, h, w) of a latent-grid window. ``tile=None`` decodes everything at once.
+    ``fix(context pixel window, pixels)`` corrects each decoded context before its core is cut out (e.g. a
+    super-resolution stage's colour fix, which then sees the halo too); ``align``: see :func:`decode_tiles`."""
     height, width = grid_hw
     f = latent_factor(vae)
-    for context, core in decode_tiles(height, width, tile or max(height, width), halo):
+    for context, core in decode_tiles(height, width, tile or max(height, width), halo, align):
         z = unscale_latents(vae, read_latents(context).to(vae.device, vae.dtype))  # (B, C, hc, wc)
         pixels = vae.decode(z).sample.float()  # (B, 3, hc * f, wc * f)
+        if fix is not None:
+            pixels = fix(context.scaled(f), pixels)
         local = core.shifted(-context.top, -context.left).scaled(f)
         rows, cols = local.slices()
         yield core.scaled(f), pixels[:, :, rows, cols]

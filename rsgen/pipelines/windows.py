@@ -38,6 +38,12 @@ class Window:
     def shifted(self, dy: int, dx: int) -> Window:
         return Window(self.top + dy, self.left + dx, self.height, self.width)
 
+    def downscaled(self, factor: int) -> Window:
+        """The same rectangle on a grid ``factor`` times coarser (pixel -> low-res pixel coordinates)."""
+        if any(v % factor for v in (self.top, self.left, self.height, self.width)):
+            raise ValueError(f"{self} is not aligned to multiples of {factor}")
+        return Window(self.top // factor, self.left // factor, self.height // factor, self.width // factor)
+
 
 def _starts(size: int, window: int, overlap: int) -> list[int]:
     """Start offsets of windows of length ``window`` covering ``[0, size)`` with at least ``overlap`` shared."""
@@ -91,19 +97,31 @@ def row_bands(height: int, width: int, band: int) -> list[Window]:
     return [Window(top, 0, min(band, height - top), width) for top in range(0, height, band)]
 
 
-def decode_tiles(height: int, width: int, tile: int, halo: int) -> list[tuple[Window, Window]]:
+def decode_tiles(
+    height: int, width: int, tile: int, halo: int, align: int = 1
+) -> list[tuple[Window, Window]]:
     """Non-overlapping tiles covering the grid, each with a context window extended by ``halo`` (clamped).
 
     Returns (context, core) pairs; decoding ``context`` and cropping ``core`` (shifted into the context's
     frame) gives a tile whose border pixels saw their neighbours, so tiles join without visible seams.
+    ``align``: contexts start and end on multiples of it (or the grid's edge), e.g. so that a context maps onto
+    whole pixels of a coarser low-res image.
     """
-    if tile < 1 or halo < 0:
-        raise ConfigError(f"decode tile {tile} must be >= 1 and halo {halo} >= 0")
+    if tile < 1 or halo < 0 or align < 1:
+        raise ConfigError(f"decode tile {tile} must be >= 1, halo {halo} >= 0 and align {align} >= 1")
     out = []
     for top in range(0, height, tile):
         for left in range(0, width, tile):
             core = Window(top, left, min(tile, height - top), min(tile, width - left))
-            t0, l0 = max(0, top - halo), max(0, left - halo)
-            t1, l1 = min(height, core.bottom + halo), min(width, core.right + halo)
+            t0, l0 = max(0, top - halo) // align * align, max(0, left - halo) // align * align
+            t1 = min(height, -(-(core.bottom + halo) // align) * align)
+            l1 = min(width, -(-(core.right + halo) // align) * align)
             out.append((Window(t0, l0, t1 - t0, l1 - l0), core))
     return out
+
+
+def window_boundaries(windows: list[Window], height: int, width: int) -> tuple[list[int], list[int]]:
+    """The rows and columns where a window starts or ends inside the grid (not on its border), sorted."""
+    rows = {v for w in windows for v in (w.top, w.bottom) if 0 < v < height}
+    cols = {v for w in windows for v in (w.left, w.right) if 0 < v < width}
+    return sorted(rows), sorted(cols)
