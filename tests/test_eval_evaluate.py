@@ -67,6 +67,10 @@ def test_evaluate_folder_writes_report(setup, tmp_path) -> None:
     assert dist["num_generated"] == 16 and dist["num_reference"] == 30
     assert np.isfinite(dist["metrics"]["FID_RS"])
     assert report["text_faithfulness"]["num_scored"] == 16
+    # the headline judge is the shipped EuroSAT class judge, its real held-out accuracy beside its verdict
+    assert report["text_faithfulness"]["classifier"].startswith("class judge eurosat")
+    assert report["text_faithfulness"]["real_accuracy"] > 0.95
+    assert [o["classifier"] for o in report["text_faithfulness_second_opinions"]][-1].startswith("RS feature")
     assert any("GSD predictor not found" in m for m in report["not_measured"])
     assert any("RS-CLIP not found" in m for m in report["not_measured"])
     md = (out / "report.md").read_text()
@@ -170,12 +174,15 @@ def test_text_faithfulness_uses_the_robust_classifier_when_given(setup, tmp_path
         json.dumps({"val_accuracy": 0.9, "val_accuracy_degraded": {"blur_sigma_0.8": 0.85}})
     )
     report = evaluate_folder(
-        gen, tmp_path / "out", dataclasses.replace(cfg, text_classifier=str(tmp_path / "judge"))
+        gen,
+        tmp_path / "out",
+        dataclasses.replace(cfg, class_judges="off", text_classifier=str(tmp_path / "judge")),
     )
     text = report["text_faithfulness"]
-    assert "degradation-robust" in text["classifier"] and text["real_accuracy"] == 0.9
-    assert report["text_faithfulness_feature_net"]["accuracy"] is not None
-    assert "With the plain feature network" in (tmp_path / "out" / "report.md").read_text()
+    assert "degradation-robust" in text["classifier"] and text["real_accuracy"] == 0.9  # no class judges
+    others = report["text_faithfulness_second_opinions"]
+    assert len(others) == 1 and others[0]["accuracy"] is not None  # the plain feature network
+    assert "Second opinions" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(RsgenError, match="text_classifier"):
         evaluate_folder(
             gen, tmp_path / "out2", dataclasses.replace(cfg, text_classifier=str(tmp_path / "none"))
@@ -273,7 +280,10 @@ def test_report_has_one_section_per_prompt_set(setup, tmp_path) -> None:
     assert plain["num_images"] == 5 and plain["gsd_m"] == [10.0] and plain["size"] == [32]
     assert plain["text_faithfulness"]["num_scored"] == 4 and plain["labels_not_judged"] == ["tenniscourt"]
     assert ucm["gsd_m"] == [0.3048] and ucm["size"] == [48] and ucm["num_real"] == 6
-    assert ucm["text_faithfulness"]["count_per_class"] == {"Residential": 6}  # UCM label through the aliases
+    # each set is read by the class judge of its labels, at the size it was generated
+    assert ucm["text_faithfulness"]["count_per_class"] == {"denseresidential": 6}
+    assert ucm["text_faithfulness"]["classifier"].startswith("class judge ucm")
+    assert plain["text_faithfulness"]["classifier"].startswith("class judge eurosat")
     assert np.isfinite(ucm["distribution"]["metrics"]["FID_RS"]) and "distribution" not in plain
     assert any("prompt set absent: no generated image" in m for m in report["not_measured"])
     md = (tmp_path / "out" / "report.md").read_text()

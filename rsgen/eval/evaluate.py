@@ -35,7 +35,10 @@ class EvaluateConfig:
     max_reference: int | None = None
     image_size: int = 64
     feature_net: str | None = None  # None = assets/eval/rs-feature-net
-    # classifier of text faithfulness; None = assets/eval/rs-classifier-robust when shipped, else the feature net
+    # class judges of text faithfulness (the headline); None = assets/eval/class-judges; "off" = none, the
+    # EuroSAT classifiers below then give the headline
+    class_judges: str | None = None
+    # second opinion on EuroSAT classes; None = assets/eval/rs-classifier-robust when shipped
     text_classifier: str | None = None
     inception_weights: str | None = None  # pt_inception-2015-12-05-6726825d.pth for standard FID/KID/IS
     gsd_predictor: str | None = None  # None = assets/eval/gsd-predictor
@@ -196,18 +199,11 @@ def _sweeps(
     return out
 
 
-def _sweep_faithfulness(
-    gen: GeneratedSet,
-    sweeps: list[dict],
-    classifier: Any,
-    class_names: tuple[str, ...],
-    config: EvaluateConfig,
-) -> None:
+def _sweep_faithfulness(gen: GeneratedSet, sweeps: list[dict], judge: Any, config: EvaluateConfig) -> None:
     """Add class accuracy and GSD error (mean |log2(read / asked)|, octaves) per swept value to each sweep,
     on the same images as its FID: what a setting trades between realism, text and metadata. The GSD is read
     with the metadata section's ``gsd_m`` predictor spec."""
-    from rsgen.eval.feature_net import predict_logits
-    from rsgen.eval.text_faithfulness import requested_classes
+    from rsgen.eval.text_faithfulness import judged_faithfulness, requested_classes
 
     gsd = next(spec for spec in _metadata_predictors(config) if spec.field == "gsd_m")
     try:
@@ -219,10 +215,8 @@ def _sweep_faithfulness(
         accuracy, gsd_error = [], []
         for idx in groups.values():
             sub = gen.subset(idx)
-            pred = predict_logits(classifier, sub.images).argmax(1).numpy()
-            requested = requested_classes(sub.samples, class_names)
-            hits = [class_names[p] == r for p, r in zip(pred, requested, strict=True) if r]
-            accuracy.append(float(np.mean(hits)) if hits else float("nan"))
+            text = judged_faithfulness(judge, sub.images, requested_classes(sub.samples, judge.classes))
+            accuracy.append(text.accuracy)
             asked = [(i, gsd.requested(s)) for i, s in enumerate(sub.samples)]
             asked = [(i, g) for i, g in asked if g is not None]
             if gsd_model is None or not asked:
@@ -416,8 +410,6 @@ def _prompt_set_sections(
             report["not_measured"].append(f"prompt set {wanted.name}: no generated image of it in the folder")
     if not groups:
         return
-    judge = _text_classifier(config)
-    classifier, description, real_acc = judge if judge else (rs.net, rs.description, None)
     try:
         clip = RSClip.load(config.rs_clip, config.feature_net)
     except RsgenError as e:
@@ -426,8 +418,9 @@ def _prompt_set_sections(
     report["prompt_sets"] = []
     for name, idx in groups.items():
         sub = everything.subset(idx)
+        judge = _headline_judge(config, rs, [sample.label for sample in sub.samples])
         section = prompt_set_section(
-            name, sub, config.image_size, rs, classifier, description, real_acc, clip
+            name, sub, config.image_size, rs, judge, clip, _native_images(sub, config)
         )
         grid = f"samples_{name}.png"
         write_png(out / grid, sample_grid(sub.images))
@@ -435,9 +428,61 @@ def _prompt_set_sections(
         report["prompt_sets"].append(section)
 
 
+def _native_images(gen: GeneratedSet, config: EvaluateConfig) -> np.ndarray | None:
+    """The images at the size they were generated (the largest among them) when that exceeds the evaluation
+    size, so that a judge of 256 px aerial classes does not read 64 px thumbnails; None otherwise."""
+    from rsgen.eval.reference_data import load_image_rgb, resize_rgb
+
+    native = max((s.native_size[0] for s in gen.samples if s.native_size), default=config.image_size)
+    if native <= config.image_size:
+        return None
+    return np.stack([resize_rgb(load_image_rgb(s.path), native) for s in gen.samples])  # (N, S, S, 3)
+
+
+def _headline_judge(config: EvaluateConfig, rs: RSFeatureExtractor, labels: list[str | None]) -> Any:
+    """The judge of text faithfulness for images asked for ``labels``: the class judge whose label set names
+    the most of them; without class judges, the EuroSAT second opinion (robust classifier, else feature net)."""
+    from rsgen.eval.class_judges import DEFAULT_CLASS_JUDGES_DIR, judge_for_labels, load_class_judges
+
+    if config.class_judges != "off":
+        path = Path(config.class_judges) if config.class_judges else DEFAULT_CLASS_JUDGES_DIR
+        if config.class_judges or (path / "model.safetensors").is_file():
+            judge = judge_for_labels(labels, _cached_class_judges(path, load_class_judges))
+            if judge is not None:
+                return judge
+    return _second_opinions(config, rs)[0]
+
+
+_CLASS_JUDGES: dict[str, Any] = {}
+
+
+def _cached_class_judges(path: Path, load: Callable[[Path], Any]) -> Any:
+    """The class-judge network at ``path``, loaded once per process (every section asks for it)."""
+    key = str(path.resolve())
+    if key not in _CLASS_JUDGES:
+        _CLASS_JUDGES[key] = load(path)
+    return _CLASS_JUDGES[key]
+
+
+def _second_opinions(config: EvaluateConfig, rs: RSFeatureExtractor) -> list[Any]:
+    """EuroSAT classifiers besides the class judges: the degradation-robust classifier (when given or shipped),
+    then the plain feature network, which also scores the decoder's sharpness."""
+    from rsgen.eval.text_faithfulness import NetworkJudge
+
+    judges = []
+    robust = _text_classifier(config)
+    if robust is not None:
+        judges.append(NetworkJudge(*robust))
+    from rsgen.eval.feature_net import read_training_summary
+
+    plain_acc = read_training_summary(config.feature_net).get("val_accuracy")
+    judges.append(NetworkJudge(rs.net, rs.description, plain_acc))
+    return judges
+
+
 def _text_classifier(config: EvaluateConfig) -> tuple[Any, str, float | None] | None:
-    """(model, description, real val accuracy) of the text-faithfulness classifier, or None to use the
-    feature network's own logits (no robust classifier given or shipped)."""
+    """(model, description, real val accuracy) of the degradation-robust EuroSAT classifier, or None when it
+    is neither given nor shipped."""
     from rsgen.eval.feature_net import DEFAULT_TEXT_CLASSIFIER_DIR, load_feature_net, read_training_summary
 
     path = Path(config.text_classifier) if config.text_classifier else DEFAULT_TEXT_CLASSIFIER_DIR
@@ -456,12 +501,16 @@ def _text_classifier(config: EvaluateConfig) -> tuple[Any, str, float | None] | 
     return load_feature_net(path), text, acc
 
 
+def _accuracy_only(text: Any) -> dict:
+    return {"accuracy": text.accuracy, "real_accuracy": text.real_accuracy, "per_class": text.per_class}
+
+
 def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateConfig | None = None) -> dict:
     """Evaluate a folder of generated images against the reference set; write report.md/json + plots."""
-    from rsgen.eval.feature_net import load_feature_net, predict_logits, read_training_summary
+    from rsgen.eval.feature_net import load_feature_net, read_training_summary
     from rsgen.eval.reference_data import load_reference
     from rsgen.eval.report import SWEEP_COLUMNS, plot_metric_curve, plot_per_class, sample_grid, write_report
-    from rsgen.eval.text_faithfulness import requested_classes, text_faithfulness
+    from rsgen.eval.text_faithfulness import judged_faithfulness, requested_classes
 
     config = config or EvaluateConfig()
     out = Path(out_dir)
@@ -516,26 +565,21 @@ def evaluate_folder(folder: str | Path, out_dir: str | Path, config: EvaluateCon
             "standard FID/KID/IS: no InceptionV3 weights given (--inception-weights)"
         )
 
-    class_names = tuple(net.config.class_names)
-    requested = requested_classes(gen.samples, class_names)
+    requested = requested_classes(gen.samples, tuple(net.config.class_names))
     if any(r is not None for r in requested):
-        pred = gen_l.argmax(1).numpy()
-        text = text_faithfulness(pred, requested, class_names, real_acc)
-        judge = _text_classifier(config)
-        if judge is not None and tuple(judge[0].config.class_names) != class_names:
-            report["warnings"].append(
-                f"text classifier {judge[1]} has other classes: the feature network is used"
-            )
-            judge = None
-        if judge is not None:  # the degradation-robust classifier reads classes, not sharpness
-            plain = {"classifier": rs.description, "accuracy": text.accuracy, "real_accuracy": real_acc}
-            report["text_faithfulness_feature_net"] = plain
-            model, description, judge_real_acc = judge
-            pred = predict_logits(model, gen.images).argmax(1).numpy()
-            text = text_faithfulness(pred, requested, class_names, judge_real_acc)
-            real_acc = judge_real_acc
-        report["text_faithfulness"] = {**text.to_dict(), "classifier": judge[1] if judge else rs.description}
-        _sweep_faithfulness(everything, report["sweeps"], judge[0] if judge else net, class_names, config)
+        judge = _headline_judge(config, rs, requested)
+        text = judged_faithfulness(judge, gen.images, requested)
+        real_acc = judge.real_accuracy
+        report["text_faithfulness"] = {**text.to_dict(), "classifier": judge.description}
+        report["text_faithfulness_second_opinions"] = [
+            {
+                "classifier": other.description,
+                **_accuracy_only(judged_faithfulness(other, gen.images, requested)),
+            }
+            for other in _second_opinions(config, rs)
+            if other.description != judge.description
+        ]
+        _sweep_faithfulness(everything, report["sweeps"], judge, config)
         for sweep in report["sweeps"]:
             for metric, label in SWEEP_COLUMNS:
                 if any(np.isfinite(sweep.get(metric, []))):

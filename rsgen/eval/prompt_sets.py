@@ -128,10 +128,9 @@ def prompt_set_section(
     images: Any,  # GeneratedSet of this prompt set's images
     image_size: int,
     rs: Any,  # RSFeatureExtractor
-    classifier: Any,
-    classifier_description: str,
-    classifier_real_accuracy: float | None,
+    judge: Any,  # rsgen.eval.text_faithfulness.Judge
     clip: Any | None,  # RSClip or None
+    judge_images: Any | None = None,  # (N, H, W, 3) at the files' own size for the judge; None: images.images
 ) -> dict[str, Any]:
     """The report section of one prompt set (see :func:`prompt_set_markdown`)."""
     import logging
@@ -140,12 +139,11 @@ def prompt_set_section(
 
     from rsgen.eval.clip_score import rs_clip_scores
     from rsgen.eval.distribution import distribution_metrics, extract_features
-    from rsgen.eval.feature_net import predict_logits
     from rsgen.eval.reference_data import load_image_rgb, resize_rgb
-    from rsgen.eval.text_faithfulness import normalise_label, text_faithfulness
+    from rsgen.eval.text_faithfulness import judged_faithfulness, normalise_label
 
     samples = images.samples
-    class_names = tuple(classifier.config.class_names)
+    class_names = judge.classes
     gsds = sorted({s.metadata.gsd_m for s in samples if s.metadata.gsd_m is not None})
     sizes = sorted({s.native_size[0] for s in samples if s.native_size})
     section: dict[str, Any] = {
@@ -162,9 +160,8 @@ def prompt_set_section(
         {str(s.label) for s, r in zip(samples, requested, strict=True) if r is None}
     )
     if any(r is not None for r in requested):
-        pred = predict_logits(classifier, images.images).argmax(1).numpy()
-        text = text_faithfulness(pred, requested, class_names, classifier_real_accuracy)
-        section["text_faithfulness"] = {**text.to_dict(), "classifier": classifier_description}
+        text = judged_faithfulness(judge, images.images if judge_images is None else judge_images, requested)
+        section["text_faithfulness"] = {**text.to_dict(), "classifier": judge.description}
     # The real images the prompts describe (human-caption sets), with the first caption of each.
     real_images, real_captions, seen = [], [], set()
     for s in samples:

@@ -154,10 +154,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     text = report.get("text_faithfulness")
     if text:
         lines += [
-            "## Text faithfulness (RS classifier on images generated from class prompts)",
+            "## Text faithfulness (a class judge on images generated from class prompts)",
             "",
             f"Accuracy {_fmt(text['accuracy'])} on {text['num_scored']} images "
-            f"(real EuroSAT val: {_fmt(text['real_accuracy'])}, chance {_fmt(text['chance'])}); "
+            f"(the judge on real held-out images: {_fmt(text['real_accuracy'])}, chance {_fmt(text['chance'])}); "
             f"{text['num_unlabelled']} images had no recognisable class and were not scored. "
             f"Classifier: {text.get('classifier', 'RS feature network')}.",
             "",
@@ -166,14 +166,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         lines += [f"| {c} | {text['count_per_class'][c]} | {_fmt(a)} |" for c, a in text["per_class"].items()]
         lines += [""]
-        plain = report.get("text_faithfulness_feature_net")
-        if plain:
+        others = report.get("text_faithfulness_second_opinions") or []
+        if others:
             lines += [
-                f"With the plain feature network ({plain['classifier']}) instead: accuracy "
-                f"{_fmt(plain['accuracy'])} (real {_fmt(plain['real_accuracy'])}); it is sensitive to blur and "
-                "noise, so it also scores the decoder's sharpness.",
+                "Second opinions (weaker judges; the plain feature network is sensitive to blur and noise, so it "
+                "also scores the decoder's sharpness):",
                 "",
+                "| judge | accuracy | judge on real images |",
+                "|---|---|---|",
             ]
+            lines += [
+                f"| {o['classifier']} | {_fmt(o['accuracy'])} | {_fmt(o['real_accuracy'])} |" for o in others
+            ]
+            lines += [""]
     for m in report.get("metadata_faithfulness", []):
         lines += [
             f"## Metadata faithfulness: {m['field']}",

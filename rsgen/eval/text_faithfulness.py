@@ -1,14 +1,17 @@
 """Text faithfulness: does an image generated from a class prompt show that class?
 
-The RS feature network (a EuroSAT classifier) classifies every generated image whose class is known (from the
-sample's ``label``, or a class named in its prompt); the score is its accuracy, overall and per class, next to
-the same classifier's accuracy on real EuroSAT val (the best achievable) and chance.
+A judge classifies every generated image whose class is known (from the sample's ``label``, or a class named in
+its prompt); the score is its accuracy, overall and per class, next to the same judge's accuracy on real held-out
+images (the best achievable) and chance. The headline judges are the class judges
+(:mod:`rsgen.eval.class_judges`); the project's EuroSAT feature networks give second opinions through
+:class:`NetworkJudge`. Anything with ``classes``, ``description``, ``real_accuracy`` and ``predict_hwc`` is a judge.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -116,3 +119,45 @@ def requested_classes(samples: list, class_names: tuple[str, ...] = EUROSAT_CLAS
         name = normalise_label(s.label, class_names) if s.label else None
         out.append(name or class_from_prompt(s.prompt, class_names))
     return out
+
+
+class Judge(Protocol):
+    """A classifier whose verdict a report shows beside its own accuracy on real held-out images."""
+
+    description: str
+    real_accuracy: float | None
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    def predict_hwc(self, images: np.ndarray) -> np.ndarray:  # (N, H, W, 3) uint8 -> (N,) class indices
+        ...
+
+
+@dataclass
+class NetworkJudge:
+    """A classifier of the feature-network family (``RSResNet``) as a judge: the second opinions."""
+
+    net: Any
+    description: str
+    real_accuracy: float | None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.net.config.class_names)
+
+    def predict_hwc(self, images: np.ndarray) -> np.ndarray:
+        from rsgen.eval.feature_net import predict_logits
+
+        return predict_logits(self.net, images).argmax(1).numpy()
+
+
+def judged_faithfulness(judge: Judge, images: np.ndarray, labels: list[str | None]) -> TextFaithfulness:
+    """Score ``images`` ``(N, H, W, 3)`` against the classes asked for (any spelling; labels outside the judge's
+    classes are not scored) with ``judge``."""
+    requested = [normalise_label(label, judge.classes) for label in labels]
+    known = [i for i, r in enumerate(requested) if r is not None]
+    predicted = np.zeros(len(requested), dtype=np.int64)
+    if known:
+        predicted[known] = judge.predict_hwc(images[known])
+    return text_faithfulness(predicted, requested, judge.classes, judge.real_accuracy)
