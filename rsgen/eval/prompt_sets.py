@@ -32,6 +32,7 @@ class PromptSetConfig:
     size: int = 64
     captions_per_image: int = 5
     max_prompts: int | None = None
+    images_per_prompt: int = 1  # each prompt drawn this many times (other seeds): the whole list, then again
 
     def __post_init__(self) -> None:
         if (self.prompts is None) == (self.curation is None):
@@ -110,6 +111,9 @@ def load_prompt_set(config: PromptSetConfig) -> list[PromptItem]:
 def prompt_set_records(config: PromptSetConfig) -> list[dict[str, Any]]:
     """Generation records of a set: prompt, label, requested metadata, size, the real image, the set's name."""
     meta = {"gsd_m": config.gsd_m} if config.gsd_m is not None else {}
+    if config.images_per_prompt < 1:
+        raise ConfigError(f"prompt set {config.name}: images_per_prompt must be at least 1")
+    items = load_prompt_set(config)
     return [
         {
             "prompt": item.prompt,
@@ -119,7 +123,8 @@ def prompt_set_records(config: PromptSetConfig) -> list[dict[str, Any]]:
             "size": config.size,
             **({"real_image": str(Path(item.real_image).resolve())} if item.real_image else {}),
         }
-        for item in load_prompt_set(config)
+        for _ in range(config.images_per_prompt)
+        for item in items
     ]
 
 
