@@ -438,3 +438,16 @@ def test_model_generates_each_prompt_set_and_the_report_has_a_section_per_set(tm
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.count("## Prompt set: ") == 2 and "GSD 0.5 m; generated at 48 px" in md
     assert any("prompt set gone: no generated image" in m for m in report["not_measured"])
+
+
+def test_prompt_set_draws_each_prompt_several_times() -> None:
+    from rsgen.errors import ConfigError
+    from rsgen.eval.prompt_sets import PromptSetConfig, prompt_set_records
+
+    once = prompt_set_records(PromptSetConfig("plain", prompts="plain-eurosat", gsd_m=10.0))
+    thrice = prompt_set_records(
+        PromptSetConfig("plain", prompts="plain-eurosat", gsd_m=10.0, images_per_prompt=3)
+    )
+    assert len(thrice) == 3 * len(once) and thrice[: len(once)] == once == thrice[len(once) : 2 * len(once)]
+    with pytest.raises(ConfigError, match="images_per_prompt"):
+        prompt_set_records(PromptSetConfig("plain", prompts="plain-eurosat", images_per_prompt=0))
