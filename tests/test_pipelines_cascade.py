@@ -188,7 +188,7 @@ def test_generate_cli_runs_a_cascade_scene_like_a_reference(pipes, tmp_path, mon
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"stages": stages}))
     ref = GeoReference.from_latlon_gsd(47.0, -99.0, 4.0, 32, 32)
     img = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype("uint8")
-    write_geotiff(tmp_path / "ref_20190704.tif", img, ref)
+    write_geotiff(tmp_path / "ref_20190704.tif", img, ref, layout="HWC")
     args = [
         "generate",
         "fields",
