@@ -17,8 +17,7 @@ from rsgen.paths import DEFAULT_MODEL_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-# docs/ pages written here (others: reliability, training, judges, scenes)
-OWN_DOCS = [REPO / "docs" / f"{n}.md" for n in ("install", "cli", "results", "design", "reproduce")]
+OWN_DOCS = sorted((REPO / "docs").glob("*.md"))  # every user doc page
 
 
 def _blocks(path: Path, lang: str) -> list[str]:
