@@ -61,3 +61,25 @@ def test_gsd_factor_load(tmp_path):
     p = save_jpeg(tmp_path / "a.jpg", textured(3))
     img = load_image(p, gsd_factor=2.0)
     assert img.array.shape == (32, 32, 3) and img.source_size == (64, 64)
+
+
+def test_an_image_above_the_pixel_limit_is_skipped_before_decoding(tmp_path, monkeypatch):
+    import dataclasses
+
+    from PIL import Image
+
+    import rsgen.safety as safety
+
+    monkeypatch.setattr(safety, "LIMITS", dataclasses.replace(safety.LIMITS, max_input_pixels=40 * 40))
+    png = save_jpeg(tmp_path / "big.jpg", textured(0, size=64))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or None)
+    with pytest.raises(SampleError) as e:
+        load_image(png)
+    assert e.value.reason == "too_large" and "input limit" in str(e.value) and not decoded
+    monkeypatch.undo()
+    monkeypatch.setattr(safety, "LIMITS", dataclasses.replace(safety.LIMITS, max_input_pixels=40 * 40))
+    tif = write_geotiff(tmp_path / "big.tif", np.zeros((3, 64, 64), dtype=np.uint8))
+    with pytest.raises(SampleError, match="input limit"):
+        load_image(tif)
+    assert load_image(tif, window=(0, 0, 32, 32)).array.shape[:2] == (32, 32)  # a small window of it is fine

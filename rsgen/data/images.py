@@ -91,11 +91,23 @@ def load_image(
     return LoadedImage(rgb, valid, dtype, count, source_size)
 
 
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """A region to decode above the input pixel limit is a skipped sample (``too_large``), not a memory spike."""
+    from rsgen.errors import DataError
+    from rsgen.safety import check_input_pixels
+
+    try:
+        check_input_pixels(path, width, height)
+    except DataError as e:
+        raise SampleError("too_large", str(e)) from None
+
+
 def _read_pil(
     path: Path, window: Sequence[int] | None, bands: Sequence[int] | None, data: bytes | None
 ) -> tuple[np.ndarray, np.ndarray, str, int]:
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
+            _check_pixels(path, *im.size)  # from the header, before any pixel is decoded
             im.load()
             if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
                 im = im.convert("RGBA" if im.mode in ("P", "PA", "RGBA") else "RGB")
@@ -109,6 +121,8 @@ def _read_pil(
             arr = np.asarray(im)
     except SampleError:
         raise
+    except Image.DecompressionBombError as e:
+        raise SampleError("too_large", f"{path}: {e}") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise SampleError("corrupt", f"{path}: cannot decode image ({e})") from None
     if arr.ndim == 2:
@@ -145,6 +159,9 @@ def _read_raster(
                         "bad_window", f"{path}: window {list(window)} outside {ds.width}x{ds.height}"
                     )
                 win = Window(c, r, w, h)
+            _check_pixels(
+                path, *((ds.width, ds.height) if win is None else (int(win.width), int(win.height)))
+            )
             arr = ds.read(idx, window=win)  # (C, H, W)
             masks = ds.read_masks(idx, window=win)  # (C, H, W) 0 = nodata
             dtype = ds.dtypes[idx[0] - 1]
