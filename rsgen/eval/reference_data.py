@@ -66,7 +66,6 @@ def eurosat_root() -> Path:
 
 def load_image_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     """One image file as ``(H, W, 3)`` uint8 (GeoTIFFs via rasterio: first three bands), optionally resized."""
-    from PIL import Image
 
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -81,8 +80,9 @@ def load_image_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
             array = np.clip((array - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
         rgb = to_hwc_uint8(array)
     else:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        from rsgen.safety import read_image_rgb
+
+        rgb = read_image_rgb(path)  # size checked from the header before decoding
     return resize_rgb(rgb, size) if size is not None else rgb
 
 
