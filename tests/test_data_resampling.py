@@ -74,3 +74,23 @@ def test_dataset_gsd_copy_and_predictor_reference_are_the_same_pixels(tmp_path) 
     x = torch.from_numpy(decoded).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, 64, 64)
     reference = (degrade(x, 2.0, RULE)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     assert np.array_equal(reference, shown)
+
+
+def test_sr_degradation_whatif_and_eval_references_follow_the_one_rule():
+    """SR training inputs, the colour fix, what-if regridding and evaluation references shrink with the same
+    triangle filter as curation's GSD copies (not a box or bicubic)."""
+    import torch
+
+    from rsgen.data.resampling import coarsen, show_tensor
+    from rsgen.eval.reference_data import resize_rgb
+    from rsgen.models.super_resolution import degrade
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((64, 64, 3)) * 255).astype(np.uint8)  # noise: the filters differ most on it
+    rule, _ = coarsen(rgb, np.ones((64, 64), bool), 4.0)  # (16, 16, 3)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255  # (1, 3, 64, 64)
+    sr = (degrade(x, 4)[0].permute(1, 2, 0).numpy() * 255).round()
+    box = (torch.nn.functional.avg_pool2d(x, 4)[0].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(sr - rule).mean() < 1.0 < np.abs(box - rule).mean()
+    assert np.abs(resize_rgb(rgb, 16).astype(float) - rule).mean() < 1.0
+    assert show_tensor(x, 64, 64) is x and show_tensor(x, 128, 128).shape == (1, 3, 128, 128)

@@ -18,11 +18,15 @@ these functions, so "a 20 m image" means the same pixels everywhere.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from rsgen.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 # Recorded in latent-cache fingerprints: a cache built under another rule holds other pixels.
 RESAMPLING_RULE = "coarsen=pil-triangle-nodata-weighted;show=triangle-down,bicubic-up"
@@ -76,6 +80,22 @@ def coarsen_shown(rgb: np.ndarray, factor: float) -> np.ndarray:
     return show_at(small, h, w)
 
 
+def show_tensor(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The same rule on tensors ``(B, C, H, W)`` -> ``(B, C, height, width)``: the triangle filter (antialiased
+    bilinear, as :func:`coarsen`) when shrinking either axis, bicubic when enlarging. What super-resolution
+    stages are trained on (their low-res inputs), what their colour fix compares, and how what-if regrids."""
+    import torch.nn.functional as F
+
+    h, w = pixels.shape[-2:]
+    if (h, w) == (height, width):
+        return pixels
+    if h > height or w > width:
+        return F.interpolate(
+            pixels, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        )
+    return F.interpolate(pixels, size=(height, width), mode="bicubic", align_corners=False)
+
+
 __all__ = [
     "COARSEN_FILTER",
     "RESAMPLING_RULE",
@@ -83,5 +103,6 @@ __all__ = [
     "coarsen_shown",
     "coarsened_size",
     "show_at",
+    "show_tensor",
     "true_gsd_factor",
 ]

@@ -87,12 +87,11 @@ def load_image_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` (antialiased bicubic; unchanged when already that size)."""
-    from PIL import Image
+    """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` by the shared resampling rule (triangle filter when shrinking,
+    bicubic when enlarging; unchanged when already that size)."""
+    from rsgen.data.resampling import show_at
 
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC))
+    return show_at(rgb, size, size)
 
 
 def load_image_folder(

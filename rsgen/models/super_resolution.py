@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from rsgen.data.resampling import show_tensor
 from rsgen.errors import ConfigError
 from rsgen.metadata import Metadata
 
@@ -87,21 +88,23 @@ def low_res_noise_scheduler() -> DDPMScheduler:
 
 
 def degrade(pixels: torch.Tensor, factor: int) -> torch.Tensor:
-    """Low-res training input from a high-res image: area downsampling, (B, 3, H, W) -> (B, 3, H/f, W/f)."""
-    return F.interpolate(pixels, scale_factor=1 / factor, mode="area")
+    """Low-res training input from a high-res image by the shared resampling rule (the triangle filter of
+    :mod:`rsgen.data.resampling`, as curation's GSD copies): (B, 3, H, W) -> (B, 3, H/f, W/f)."""
+    h, w = pixels.shape[-2:]
+    return show_tensor(pixels, h // factor, w // factor)
 
 
 def color_fix(images: torch.Tensor, low_res: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     """Keep the low-res input's low frequencies in a stage's output (the "colour fix" of StableSR-style
     upscalers, done as iterative back-projection): ``images`` (B, 3, H, W) is corrected ``iterations`` times by
-    the bicubic enlargement of what its area-downsampled copy misses of ``low_res`` (B, 3, h, w), same value
+    the enlargement of what its shrunk copy (the shared resampling rule) misses of ``low_res`` (B, 3, h, w), same value
     range. The output then shrinks back to the input (colour, brightness, layout) and the model contributes only
     the finer detail; one iteration swaps the output's own low band for the input's. -> (B, 3, H, W)."""
     size, small = tuple(images.shape[-2:]), tuple(low_res.shape[-2:])
     low_res = low_res.to(images)
     for _ in range(iterations):
-        missing = low_res - F.interpolate(images, size=small, mode="area")  # (B, 3, h, w)
-        images = images + F.interpolate(missing, size=size, mode="bicubic", align_corners=False)
+        missing = low_res - show_tensor(images, *small)  # (B, 3, h, w)
+        images = images + show_tensor(missing, *size)
     return images
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from rsgen.data.resampling import show_tensor
 from rsgen.errors import ConfigError, DataError
 from rsgen.io import GeoReference, read_geotiff
 from rsgen.metadata import AcquisitionDate, Metadata, read_geotiff_metadata
@@ -199,7 +199,7 @@ def regrid(
     if old is None or abs(gsd_m / old - 1) < 1e-6:
         return source.pixels, source.georef, old if old is not None else gsd_m
     nh, nw = regridded_size(h, w, old, gsd_m, multiple)
-    pixels = F.interpolate(source.pixels, size=(nh, nw), mode="area" if nw < w else "bicubic").clamp(-1, 1)
+    pixels = show_tensor(source.pixels, nh, nw).clamp(-1, 1)  # the shared resampling rule
     georef = source.georef.resized(nw, nh) if source.georef is not None else None
     return pixels, georef, old * w / nw
 
