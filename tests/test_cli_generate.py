@@ -4,6 +4,7 @@ files, sweeps, the untrained-weights fallback, and one-line errors with exit cod
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,19 @@ def test_default_model_finds_its_canny_controlnet(tmp_path):
     assert main([*args, "--format", "png", "--control", f"canny={src}"]) == 0
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert "rsgen_0000_s0.condition-canny.png" in names and "rsgen_0000_s0.png" in names
+
+
+def test_a_long_job_shows_a_measured_time_estimate_first(model, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import rsgen.cli.jobs as jobs
+
+    caplog.set_level(logging.WARNING, logger="rsgen")
+    assert gen(model, tmp_path, "a forest", "--gsd", "10") == 0  # 2 steps: a short job, no probe runs
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("job: "))
+    assert "UNet evaluations" in line and " s;" not in line
+    caplog.clear()
+    monkeypatch.setattr(jobs, "TIME_PROBE_MIN_EVALUATIONS", 1)
+    assert gen(model, tmp_path, "a forest", "--gsd", "10", "--n", "3") == 0
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("job: "))
+    assert re.search(r"3 image\(s\) .* about \d+ s; output memory", line), line

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -379,18 +380,45 @@ def _settings(
     }
 
 
-def _log_estimate(count: int, size: tuple[int, int], s: SamplingOptions, pipe: RSGenPipeline) -> None:
-    """One log line before the work: images, pixels, UNet evaluations, peak memory and disk (rough)."""
+# a job with at least this many UNet evaluations gets a measured time estimate (two short probe runs) first
+TIME_PROBE_MIN_EVALUATIONS = 400
+
+
+def _probe_seconds(pipe: RSGenPipeline, size: tuple[int, int], s: SamplingOptions) -> tuple[float, float]:
+    """(seconds per sampling step, seconds of the rest: encoding, decoding) of one image at ``size`` with this
+    job's options, from runs of 1 and 2 steps."""
+    times = []
+    options = {**s.pipeline_options(), "progress": False}
+    for steps in (1, 2):
+        options["num_inference_steps"] = steps
+        start = time.perf_counter()
+        pipe("", None, n=1, height=size[0], width=size[1], seed=0, **options)
+        times.append(time.perf_counter() - start)
+    per_step = max(times[1] - times[0], 1e-4)
+    return per_step, max(times[0] - per_step, 0.0)
+
+
+def _log_estimate(
+    count: int, size: tuple[int, int], s: SamplingOptions, pipe: RSGenPipeline, probe: bool = True
+) -> None:
+    """One log line before the work: images, pixels, UNet evaluations, time (measured when the job is long),
+    peak memory and disk (rough)."""
     est = safety.output_estimate(*size, count, s.formats)
     passes = 3 if s.guidance_meta not in (None, 1.0) else 2  # guidance branches per step
+    evaluations = count * s.steps * passes
+    eta = ""
+    if probe and evaluations >= TIME_PROBE_MIN_EVALUATIONS:
+        per_step, rest = _probe_seconds(pipe, size, s)
+        eta = f", about {count * (s.steps * per_step + rest):.0f} s"
     log.warning(
-        "job: %d image(s) of %dx%d, %d steps -> about %d UNet evaluations (%s); output memory ~%s, disk <= %s",
+        "job: %d image(s) of %dx%d, %d steps -> about %d UNet evaluations (%s)%s; output memory ~%s, disk <= %s",
         count,
         size[1],
         size[0],
         s.steps,
-        count * s.steps * passes,
+        evaluations,
         "untrained tiny model" if getattr(pipe, "untrained", False) else str(pipe.device),
+        eta,
         safety.format_bytes(est["memory"]),
         safety.format_bytes(est["disk"]),
     )
@@ -463,7 +491,7 @@ def run_generate(req: GenerateRequest) -> list[Path]:
             )
             s.overlap = window // 2
         tiling = Tiling(window=window, overlap=s.overlap, decode_tile=window)
-    _log_estimate(req.n * len(req.prompts), size, s, pipe)
+    _log_estimate(req.n * len(req.prompts), size, s, pipe, probe=not scene and cascade is None)
     written: list[Path] = []
     stem = s.name or "rsgen"
     base_dir = str(_first_model_dir(cascade, s.model))  # where MODEL/controlnet-TYPE is looked for
@@ -661,7 +689,7 @@ def run_whatif_request(req: WhatIfRequest) -> list[Path]:
     pipe = _load_model(req.sampling.model)
     req.sampling.check_model(pipe)
     source = crop_to_multiple(source, pipe.size_multiple)
-    _log_estimate(len(values), tuple(source.pixels.shape[2:]), req.sampling, pipe)
+    _log_estimate(len(values), tuple(source.pixels.shape[2:]), req.sampling, pipe, probe=False)
     s = req.sampling
     tiling = Tiling(window=s.window, overlap=s.overlap, decode_tile=s.window) if s.window else None
     res = run_whatif(
