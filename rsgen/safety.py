@@ -350,8 +350,9 @@ def check_model_folder(path: str | Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def restricted_torch_load(container_key: str | None = None) -> Iterator[None]:
     """While active, ``torch.load`` (as third-party code such as controlnet-aux calls it) reads ``.safetensors``
-    files with safetensors and anything else with ``weights_only=True`` forced, so a crafted pickle cannot run
-    code whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says (unless --trust-pickle). ``container_key``: the
+    files with safetensors and refuses anything else unless --trust-pickle is given; a trusted pickle is still
+    read with ``weights_only=True`` forced, so it cannot run code whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+    says. ``container_key``: the
     key under which the caller expects the state dict (e.g. ``"model"``), for safetensors files."""
     import torch
 
@@ -364,16 +365,21 @@ def restricted_torch_load(container_key: str | None = None) -> Iterator[None]:
             state = load_file(str(f), device="cpu")
             return {container_key: state} if container_key else state
         if not trust_pickle():
-            kwargs["weights_only"] = True
+            raise WeightsNotFoundError(
+                f"{f}: pickled weights are refused (a pickle can run code); convert the folder once with "
+                "`rsgen models convert-annotators DIR` (reads tensors only), or pass --trust-pickle if you "
+                "trust its source"
+            )
+        kwargs["weights_only"] = True  # even when trusted, tensors only
         kwargs.setdefault("map_location", "cpu")
         try:
             return original(f, *args, **kwargs)
         except Exception as e:  # weights-only unpickling refused something
-            if trust_pickle() or "weights_only" not in str(e).lower() and "unpickl" not in str(e).lower():
+            if "weights_only" not in str(e).lower() and "unpickl" not in str(e).lower():
                 raise
             raise WeightsNotFoundError(
-                f"{f}: refused to unpickle (it holds more than tensors and could run code); convert it to "
-                ".safetensors, or pass --trust-pickle if you trust its source"
+                f"{f}: refused to unpickle (it holds more than tensors and could run code); rsgen reads "
+                "annotator pickles as tensors only, even with --trust-pickle: use a safetensors copy of its weights"
             ) from None
 
     torch.load = load

@@ -18,6 +18,7 @@ from pipelines_tiny import tiny_pipeline, tiny_text
 
 from rsgen import safety
 from rsgen.cli import main
+from rsgen.conditions.detectors import convert_annotators
 from rsgen.errors import ConfigError, DataError, RsgenError, WeightsNotFoundError
 from rsgen.io import atomic_write_json, write_geotiff
 
@@ -102,9 +103,20 @@ def test_malicious_annotator_pickle_does_not_execute(tmp_path, monkeypatch) -> N
     marker = tmp_path / "pwned"
     torch.save({"w": Payload(marker)}, folder / "ControlNetHED.pth")
     image = np.full((64, 64, 3), 128, np.uint8)
-    with pytest.raises(WeightsNotFoundError, match="refused to unpickle.*--trust-pickle"):
+    with pytest.raises(
+        WeightsNotFoundError, match="pickled weights are refused.*convert-annotators.*--trust-pickle"
+    ):
         make_condition("hed", image, annotators_dir=str(folder))
     assert not marker.exists()
+    with (
+        safety.overrides(trust_pickle=True),
+        pytest.raises(WeightsNotFoundError, match="refused to unpickle"),
+    ):
+        make_condition("hed", image, annotators_dir=str(folder))  # trusted, yet read as tensors only
+    assert not marker.exists()
+    with pytest.raises(WeightsNotFoundError, match="not a plain tensor file"):
+        convert_annotators(folder)  # the converter reads tensors only too
+    assert not marker.exists() and not (folder / "ControlNetHED.safetensors").exists()
     # the file is really malicious: an unrestricted load (what controlnet-aux does with that variable) runs it
     torch.load(folder / "ControlNetHED.pth", weights_only=False)
     assert marker.exists()
@@ -122,11 +134,17 @@ def test_annotator_safetensors_and_plain_state_dicts_load(tmp_path) -> None:  # 
     maps = []
     for name, save in (
         ("ControlNetHED.safetensors", lambda p: save_file({k: v.contiguous() for k, v in state.items()}, p)),
-        ("ControlNetHED.pth", lambda p: torch.save(state, p)),  # tensors only: weights_only=True reads it
+        ("ControlNetHED.pth", lambda p: torch.save(state, p)),  # tensors only: converted once, then read
     ):
         folder = tmp_path / name
         folder.mkdir()
         save(folder / name)
+        if name.endswith(".pth"):
+            with pytest.raises(WeightsNotFoundError, match="convert-annotators"):
+                make_condition("hed", image, size=(64, 64), annotators_dir=str(folder))
+            assert main(["models", "convert-annotators", str(folder)]) == 0
+            assert (folder / "ControlNetHED.safetensors").is_file()
+            assert convert_annotators(folder) == []  # already converted
         maps.append(make_condition("hed", image, size=(64, 64), annotators_dir=str(folder)))
     assert maps[0].shape == (64, 64, 3) and np.array_equal(maps[0], maps[1])
 

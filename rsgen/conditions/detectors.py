@@ -200,3 +200,38 @@ for _kind, (_m, _c, _files, _help, _key) in _WEIGHTED.items():
     register_condition(_kind, "image", f"{_help} (needs {', '.join(_files)})", weights=_files)(
         _weighted_maker(_kind)
     )
+
+
+def convert_annotators(folder: str | os.PathLike) -> list[Path]:
+    """Write a ``.safetensors`` copy beside every lllyasviel/Annotators pickle rsgen knows in ``folder`` (those
+    without one yet), reading each with ``weights_only=True`` so that a crafted file cannot run code; returns
+    the files written. rsgen then reads the copies and never the pickles."""
+    import torch
+    from safetensors.torch import save_file
+
+    from rsgen.io import atomic_path
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise WeightsNotFoundError(f"annotator folder not found: {path}")
+    written = []
+    for _module, _cls, files, _help, container in _WEIGHTED.values():
+        for name in files:
+            source, target = path / name, path / Path(name).with_suffix(".safetensors").name
+            if not source.is_file() or target.is_file():
+                continue
+            try:
+                state = torch.load(source, map_location="cpu", weights_only=True)
+            except Exception as e:  # weights-only unpickling refused it, or it is not a torch file
+                raise WeightsNotFoundError(
+                    f"{source}: not a plain tensor file ({str(e).splitlines()[0][:120]}); not converted"
+                ) from None
+            if container and isinstance(state, dict) and container in state:
+                state = state[container]
+            tensors = {k: v.contiguous().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+            if not tensors:
+                raise WeightsNotFoundError(f"{source}: holds no tensors; not converted")
+            with atomic_path(target) as tmp:
+                save_file(tensors, str(tmp))
+            written.append(target)
+    return written
