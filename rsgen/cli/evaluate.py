@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plain-eurosat,ucm-val), or 'none'; default: every set of the config (configs/eval/default.yaml)",
     )
     p.add_argument(
-        "--max-prompts", type=int, help="with --model: at most this many prompts of each prompt set"
+        "--max-prompts", type=int, help="with --model: at most this many prompts (images) of each prompt set"
     )
     p.add_argument(
         "--generate-only",

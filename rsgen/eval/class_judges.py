@@ -238,11 +238,20 @@ def load_class_judge(label_set: str, path: str | Path | None = None, device: str
 
 def judge_for_labels(labels: Sequence[str | None], net: ClassJudgeNet) -> ClassJudge | None:
     """The judge whose classes name the most of ``labels`` (any spelling; None when none is named)."""
+    import re
+
     from rsgen.eval.text_faithfulness import normalise_label
 
-    best, hits = None, 0
+    def key(label: str) -> str:
+        return re.sub(r"[\s_\-]", "", label).lower()
+
+    best, best_score = None, (0, 0)
     for name, ls in net.label_sets.items():
-        n = sum(normalise_label(label, ls.classes) is not None for label in labels if label)
-        if n > hits:
-            best, hits = name, n
+        own = {key(c) for c in ls.classes}
+        exact = sum(key(label) in own for label in labels if label)  # the set's own class names first,
+        alias = sum(
+            normalise_label(label, ls.classes) is not None for label in labels if label
+        )  # then aliases
+        if (exact, alias) > best_score:
+            best, best_score = name, (exact, alias)
     return ClassJudge(net, best) if best is not None else None

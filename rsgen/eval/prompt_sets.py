@@ -125,7 +125,7 @@ def prompt_set_records(config: PromptSetConfig) -> list[dict[str, Any]]:
         }
         for _ in range(config.images_per_prompt)
         for item in items
-    ]
+    ][: config.max_prompts]  # max_prompts caps the images too (every prompt once before any twice)
 
 
 def prompt_set_section(

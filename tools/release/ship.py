@@ -14,8 +14,8 @@ from typing import Any
 from rsgen import __version__
 from rsgen.errors import ConfigError, WeightsNotFoundError
 from rsgen.io import atomic_dir, atomic_write_json, atomic_write_text
-from rsgen.safety import use_safetensors
 from rsgen.pipelines.model_card import MODEL_CARD_FILE, model_card_headline, read_json_object, read_model_card
+from rsgen.safety import use_safetensors
 
 log = logging.getLogger(__name__)
 
