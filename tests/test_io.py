@@ -168,9 +168,7 @@ def test_invalid_georeference_values() -> None:
 def test_real_elevation_keeps_nodata(datasets, tmp_path) -> None:  # type: ignore[no-untyped-def]
     raster = read_geotiff(datasets / "elevation" / "dsm.tif")
     assert raster.nodata == -9999
-    out = write_geotiff(
-        tmp_path / "dsm.tif", raster.array, raster.georef, nodata=raster.nodata, layout="CHW"
-    )
+    out = write_geotiff(tmp_path / "dsm.tif", raster.array, raster.georef, nodata=raster.nodata, layout="CHW")
     back = read_geotiff(out)
     assert back.nodata == -9999
     np.testing.assert_array_equal(back.array, raster.array)

@@ -66,7 +66,9 @@ def test_rsgen_pipeline_loads_with_local_files_only(monkeypatch):
     )
     from rsgen.paths import DEFAULT_MODEL_DIR
 
-    RSGenPipeline.from_pretrained(str(DEFAULT_MODEL_DIR))  # a real folder: its model_index.json is checked first
+    RSGenPipeline.from_pretrained(
+        str(DEFAULT_MODEL_DIR)
+    )  # a real folder: its model_index.json is checked first
     assert seen.get("local_files_only") is True
 
 

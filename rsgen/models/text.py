@@ -78,11 +78,15 @@ def load_text_encoder(
         check_weights_folder(model_dir)  # safetensors, or pickle with --trust-pickle only
         if _is_clip(model_dir):
             tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
-            model = CLIPTextModel.from_pretrained(model_dir, use_safetensors=use_safetensors(), local_files_only=True)
+            model = CLIPTextModel.from_pretrained(
+                model_dir, use_safetensors=use_safetensors(), local_files_only=True
+            )
         else:
             tokenizer, model = (
                 AutoTokenizer.from_pretrained(tok_dir, local_files_only=True),
-                AutoModel.from_pretrained(model_dir, use_safetensors=use_safetensors(), local_files_only=True),
+                AutoModel.from_pretrained(
+                    model_dir, use_safetensors=use_safetensors(), local_files_only=True
+                ),
             )
     model.requires_grad_(False).eval()
     if device is not None or dtype is not None:

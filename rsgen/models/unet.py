@@ -134,7 +134,9 @@ def load_unet(
 ) -> UNet2DConditionModel:
     """A UNet from a local diffusers folder (SD 1.x / 2.x or an rsgen model), adapted by :func:`adapt_unet`."""
     folder = _unet_folder(Path(path))
-    unet = UNet2DConditionModel.from_pretrained(folder, use_safetensors=use_safetensors(), local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(
+        folder, use_safetensors=use_safetensors(), local_files_only=True
+    )
     adapt_unet(unet, text_dim=text_dim, in_channels=in_channels)
     if gradient_checkpointing:
         unet.enable_gradient_checkpointing()
