@@ -13,12 +13,10 @@ from typing import Literal
 
 from rsgen.config import load_config
 from rsgen.errors import ConfigError
+from rsgen.models.config import ModelConfig
 from rsgen.models.metadata_embedding import MetadataEmbeddingConfig
 from rsgen.models.scheduler import DiffusionConfig
-from rsgen.models.super_resolution import SuperResolutionConfig
 from rsgen.models.text import TextConfig
-from rsgen.models.unet import UNetConfig
-from rsgen.models.vae import VAEConfig
 from rsgen.training.modes import MODES
 
 Mode = Literal["vae", "base", "controlnet", "sr"]
@@ -96,8 +94,9 @@ class EMAConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Everything one training run needs. ``init_from``: an rsgen model folder to start from (the frozen base
+class TrainConfig(ModelConfig):
+    """Everything one training run needs: the model-shape sections of :class:`ModelConfig` (text, metadata,
+    unet, vae, diffusion, sr) and the run's own. ``init_from``: an rsgen model folder to start from (the frozen base
     model of ``controlnet``; the VAE / text encoder of ``base`` and ``sr``; or a model to fine-tune)."""
 
     mode: Mode = "base"
@@ -122,13 +121,7 @@ class TrainConfig:
     )
     sample_steps: int = 25
     data: DataConfig = field(default_factory=DataConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    metadata: MetadataEmbeddingConfig = field(default_factory=MetadataEmbeddingConfig)
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     controlnet: ControlNetTrainConfig = field(default_factory=ControlNetTrainConfig)
-    sr: SuperResolutionConfig = field(default_factory=SuperResolutionConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
