@@ -6,6 +6,7 @@ use them; ``rsgen.paths`` finds either copy. Everything else is declared in ``py
 
 from __future__ import annotations
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -13,14 +14,18 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-# The same list as rsgen.paths.SHIPPED_DATA (setup.py cannot import the package it builds).
-SHIPPED_DATA = (
-    "configs",
-    "assets/default-model",
-    "assets/default-sr-model",
-    "assets/eval",
-    "assets/captions",
-)
+
+
+def _shipped_data() -> tuple[str, ...]:
+    """rsgen.paths.SHIPPED_DATA, read from the source (setup.py cannot import the package it builds)."""
+    tree = ast.parse((HERE / "rsgen" / "paths.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SHIPPED_DATA" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("setup.py: SHIPPED_DATA not found in rsgen/paths.py")
+
+
+SHIPPED_DATA = _shipped_data()
 
 
 def shipped_files(root: Path = HERE) -> list[Path]:
@@ -52,4 +57,5 @@ class BuildPyWithData(build_py):
             shutil.copy2(HERE / rel, dest)
 
 
-setup(cmdclass={"build_py": BuildPyWithData})
+if __name__ == "__main__":  # as setuptools runs it (tests read SHIPPED_DATA without building)
+    setup(cmdclass={"build_py": BuildPyWithData})
