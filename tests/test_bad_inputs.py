@@ -156,6 +156,24 @@ def jsonl(tmp: Path, line: str | bytes) -> str:
     return prompts(tmp / "p.jsonl", line)
 
 
+def _binary(path: Path) -> str:
+    path.write_bytes(bytes(range(255, -1, -1)) * 4)  # starts with bytes that are not UTF-8
+    return str(path)
+
+
+def _karpathy_config(tmp: Path) -> str:
+    """A curation config whose Karpathy caption file has 'sentences' as a string, not a list."""
+    (tmp / "images").mkdir()
+    small_png(tmp / "images" / "a.png")
+    ann = {"images": [{"filename": "a.png", "split": "train", "sentences": "a forest"}]}
+    (tmp / "caps.json").write_text(json.dumps(ann))
+    cfg = tmp / "kp.yaml"
+    cfg.write_text(
+        f"sources:\n  - name: kp\n    kind: karpathy\n    annotations: {tmp / 'caps.json'}\n    root: {tmp / 'images'}\n"
+    )
+    return str(cfg)
+
+
 CASES: dict[str, tuple[Case, str]] = {
     # path traversal
     "name-dotdot": (gen("forest", "--name", "../escaped"), r"--name '\.\./escaped'.*not a path"),
@@ -347,6 +365,23 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda t, m: ["evaluate", "--images", str(small_png(t / "one.png").parent), "--out", str(t / "out")],
         r"--images .*: 1 image\(s\); evaluation needs at least 2",
     ),
+    # training and curation inputs
+    "train-binary-manifest": (
+        lambda t, m: [
+            "train",
+            "--config",
+            "tiny",
+            "--manifest",
+            _binary(t / "m.jsonl"),
+            "--set",
+            f"output_dir={t / 'run'}",
+        ],  # fmt: skip
+        r"m\.jsonl:1: not UTF-8 text",
+    ),
+    "curate-karpathy-sentences-not-a-list": (
+        lambda t, m: ["curate", "--config", _karpathy_config(t), "--out", str(t / "cur"), "--no-progress"],
+        r"images\[0\] must be an object whose 'sentences' is a list",
+    ),
     # argument parsing
     "argparse-bad-int": (gen("forest", "--steps", "abc"), r"argument --steps: invalid int value: 'abc'"),
     "argparse-unknown-option": (gen("forest", "--bogus"), r"unrecognized arguments: --bogus"),
@@ -392,4 +427,4 @@ def test_bad_input_is_one_error_line(case, model, tmp_path, capsys) -> None:  # 
 
 def test_corpus_size() -> None:
     """docs/reliability.md quotes this count."""
-    assert len(CASES) >= 62
+    assert len(CASES) >= 64

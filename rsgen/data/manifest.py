@@ -46,15 +46,22 @@ def iter_manifest(path: str | Path) -> Iterator[dict[str, Any]]:
         return
     if not path.is_file():
         raise DataError(f"manifest {path}: no such file")
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DataError(
+                    f"manifest {path}:{lineno}: not UTF-8 text (a JSONL manifest is expected)"
+                ) from None
             if not line:
                 continue
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"manifest {path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"manifest {path}:{lineno}: a record must be a JSON object")
             missing = [k for k in REQUIRED_FIELDS if k not in rec]
             if missing:
                 raise DataError(f"manifest {path}:{lineno}: record lacks {', '.join(missing)}")

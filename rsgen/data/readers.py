@@ -384,11 +384,19 @@ class KarpathyReader(Reader):
             raise DataError(
                 f"source {self.name}: {self.annotations} has no 'images' list (not Karpathy format)"
             )
-        for item in images:
+        for i, item in enumerate(images):
+            sentences = item.get("sentences", []) if isinstance(item, dict) else None
+            if not isinstance(sentences, list) or not all(isinstance(s, dict | str) for s in sentences):
+                raise DataError(
+                    f"source {self.name}: {self.annotations}: images[{i}] must be an object whose 'sentences' "
+                    "is a list of {raw, tokens} objects (Karpathy format)"
+                )
             fname = str(item.get("filename", ""))
-            folder = self.images / item["filepath"] if item.get("filepath") else self.images
+            folder = self.images / str(item["filepath"]) if item.get("filepath") else self.images
             path = folder / fname
-            raw = [s.get("raw") or " ".join(s.get("tokens", [])) for s in item.get("sentences", [])]
+            raw = [
+                s if isinstance(s, str) else s.get("raw") or " ".join(s.get("tokens", [])) for s in sentences
+            ]
             split = KARPATHY_SPLITS.get(str(item.get("split"))) if self.use_source_split else None
             rec = self.base_record(
                 Path(fname).stem,
