@@ -77,8 +77,8 @@ def test_dataset_gsd_copy_and_predictor_reference_are_the_same_pixels(tmp_path) 
 
 
 def test_sr_degradation_whatif_and_eval_references_follow_the_one_rule():
-    """SR training inputs, the colour fix, what-if regridding and evaluation references shrink with the same
-    triangle filter as curation's GSD copies (not a box or bicubic)."""
+    """SR training inputs, what-if regridding and evaluation references shrink with the same triangle filter as
+    curation's GSD copies (not a box or bicubic)."""
     import torch
 
     from rsgen.data.resampling import coarsen, show_tensor

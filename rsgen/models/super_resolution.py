@@ -97,14 +97,16 @@ def degrade(pixels: torch.Tensor, factor: int) -> torch.Tensor:
 def color_fix(images: torch.Tensor, low_res: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     """Keep the low-res input's low frequencies in a stage's output (the "colour fix" of StableSR-style
     upscalers, done as iterative back-projection): ``images`` (B, 3, H, W) is corrected ``iterations`` times by
-    the enlargement of what its shrunk copy (the shared resampling rule) misses of ``low_res`` (B, 3, h, w), same value
+    the bicubic enlargement of what its area-downsampled copy misses of ``low_res`` (B, 3, h, w), same value
     range. The output then shrinks back to the input (colour, brightness, layout) and the model contributes only
-    the finer detail; one iteration swaps the output's own low band for the input's. -> (B, 3, H, W)."""
+    the finer detail; one iteration swaps the output's own low band for the input's. -> (B, 3, H, W).
+    The shrink is an area mean, not the shared triangle filter: it stays inside each low-res pixel's footprint,
+    so a scene fixed tile by tile shows no seams."""
     size, small = tuple(images.shape[-2:]), tuple(low_res.shape[-2:])
     low_res = low_res.to(images)
     for _ in range(iterations):
-        missing = low_res - show_tensor(images, *small)  # (B, 3, h, w)
-        images = images + show_tensor(missing, *size)
+        missing = low_res - F.interpolate(images, size=small, mode="area")  # (B, 3, h, w)
+        images = images + F.interpolate(missing, size=size, mode="bicubic", align_corners=False)
     return images
 
 
