@@ -219,7 +219,7 @@ def prompt_set_markdown(section: dict[str, Any]) -> str:
     if text:
         lines.append(
             f"| class accuracy ({text['num_scored']} judged) | {f(text['accuracy'])} "
-            f"(real EuroSAT val {f(text['real_accuracy'])}, chance {f(text['chance'])}) |"
+            f"(the judge on real held-out images {f(text['real_accuracy'])}, chance {f(text['chance'])}) |"
         )
     dist = section.get("distribution")
     if dist:
