@@ -12,15 +12,18 @@ cosine schedule ends when the budget does.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsgen.config import to_dict
 from rsgen.errors import ConfigError
 from rsgen.eval.class_judges import (
     ClassJudge,
@@ -300,6 +303,22 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _data_root(data_root: str) -> Path:
+    from rsgen.paths import datasets_dir
+
+    return Path(data_root) if data_root else datasets_dir()
+
+
+def _record_real_accuracy(net: ClassJudgeNet, out: Path, scores: dict[str, dict], summary: dict) -> None:
+    """Save the judges with each head's real held-out accuracy in their config, and ``training_summary.json``
+    (``summary`` with the full per-class scores)."""
+    from rsgen.io import atomic_write_json
+
+    net.config["real_accuracy"] = {k: v["accuracy"] for k, v in scores.items()}
+    save_class_judges(net, out)
+    atomic_write_json(out / "training_summary.json", {**summary, "real_accuracy": scores})
+
+
 def run(
     cfg: ClassJudgeTrainConfig,
     train_sets: list[JudgeTrainingSet] | None = None,
@@ -307,13 +326,9 @@ def run(
 ) -> dict:
     """Train on the real train splits (or the given sets), score every head on its real held-out split, save to
     ``cfg.out`` with ``training_summary.json``; returns the summary."""
-    import json
-    from pathlib import Path
-
     from rsgen.eval.class_judge_data import load_judge_set
-    from rsgen.paths import datasets_dir
 
-    root = Path(cfg.data_root) if cfg.data_root else datasets_dir()
+    root = _data_root(cfg.data_root)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     skipped: dict[str, int] = {}
     if train_sets is None:
@@ -331,16 +346,10 @@ def run(
     net, summary = train_class_judges(train_sets, cfg, device)
     net = net.float().cpu()
     scores = judge_accuracies(net, val_sets)
-    summary.update({"real_accuracy": scores, "skipped_files": skipped, "parameters": count_parameters(net)})
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    net.config["real_accuracy"] = {k: v["accuracy"] for k, v in scores.items()}
-    net.config["training_summary"] = {k: v for k, v in summary.items() if k != "real_accuracy"}
-    save_class_judges(net, out)
-    from rsgen.config import to_dict
-
-    (out / "training_summary.json").write_text(json.dumps({"config": to_dict(cfg), **summary}, indent=2))
-    return summary
+    summary.update({"skipped_files": skipped, "parameters": count_parameters(net)})
+    net.config["training_summary"] = summary
+    _record_real_accuracy(net, Path(cfg.out), scores, {"config": to_dict(cfg), **summary})
+    return {**summary, "real_accuracy": scores}
 
 
 def score_saved_judges(
@@ -348,14 +357,10 @@ def score_saved_judges(
 ) -> dict:
     """Score saved judges on the real held-out split of each label set (the original files) and record each
     judge's accuracy in its ``config.json``; returns the per-set scores (overall and per class)."""
-    import json
-    from pathlib import Path
-
     from rsgen.eval.class_judge_data import load_judge_set
     from rsgen.eval.class_judges import load_class_judges
-    from rsgen.paths import datasets_dir
 
-    root = Path(data_root) if data_root else datasets_dir()
+    root = _data_root(data_root)
     net = load_class_judges(path)
     sizes = storage_sizes or {}
     if recalibrate_images:  # re-estimate each head's batch-norm statistics on the original training files
@@ -365,15 +370,12 @@ def score_saved_judges(
         ]
         recalibrate_batch_norm(net, train_sets, recalibrate_images)
         net.eval()
-    val_sets = []
-    for name, ls in net.label_sets.items():
-        vs, _ = load_judge_set(name, root, "val", sizes.get(name, ls.input_size), ls.classes)
-        val_sets.append(vs)
+    val_sets = [
+        load_judge_set(name, root, "val", sizes.get(name, ls.input_size), ls.classes)[0]
+        for name, ls in net.label_sets.items()
+    ]
     scores = judge_accuracies(net, val_sets)
-    net.config["real_accuracy"] = {k: v["accuracy"] for k, v in scores.items()}
-    save_class_judges(net, path)
     summary_path = Path(path) / "training_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary["real_accuracy"] = scores
-    summary_path.write_text(json.dumps(summary, indent=2))
+    _record_real_accuracy(net, Path(path), scores, summary)
     return scores

@@ -217,18 +217,16 @@ def load_class_judges(path: str | Path | None = None, device: str | torch.device
 
 
 def save_class_judges(net: ClassJudgeNet, out_dir: str | Path) -> None:
-    """Write ``config.json`` and half-precision ``model.safetensors`` (each through a temporary file)."""
+    """Write ``config.json`` and half-precision ``model.safetensors``, each atomically."""
+    from rsgen.io import atomic_path, atomic_write_text
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = {
         k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()
     }
-    tmp = out / f".{WEIGHTS_NAME}.tmp"
-    save_file(tensors, tmp, metadata={"format": "pt"})
-    tmp.replace(out / WEIGHTS_NAME)
-    tmp = out / f".{CONFIG_NAME}.tmp"
-    tmp.write_text(json.dumps(net.config, indent=2))
-    tmp.replace(out / CONFIG_NAME)
+    with atomic_path(out / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(out / CONFIG_NAME, json.dumps(net.config, indent=2))
 
 
 def load_class_judge(label_set: str, path: str | Path | None = None, device: str = "cpu") -> ClassJudge:
@@ -238,17 +236,12 @@ def load_class_judge(label_set: str, path: str | Path | None = None, device: str
 
 def judge_for_labels(labels: Sequence[str | None], net: ClassJudgeNet) -> ClassJudge | None:
     """The judge whose classes name the most of ``labels`` (any spelling; None when none is named)."""
-    import re
-
-    from rsgen.eval.text_faithfulness import normalise_label
-
-    def key(label: str) -> str:
-        return re.sub(r"[\s_\-]", "", label).lower()
+    from rsgen.eval.text_faithfulness import label_key, normalise_label
 
     best, best_score = None, (0, 0)
     for name, ls in net.label_sets.items():
-        own = {key(c) for c in ls.classes}
-        exact = sum(key(label) in own for label in labels if label)  # the set's own class names first,
+        own = {label_key(c) for c in ls.classes}
+        exact = sum(label_key(label) in own for label in labels if label)  # the set's own class names first,
         alias = sum(
             normalise_label(label, ls.classes) is not None for label in labels if label
         )  # then aliases

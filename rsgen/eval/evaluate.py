@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -442,26 +443,23 @@ def _native_images(gen: GeneratedSet, config: EvaluateConfig) -> np.ndarray | No
 def _headline_judge(config: EvaluateConfig, rs: RSFeatureExtractor, labels: list[str | None]) -> Any:
     """The judge of text faithfulness for images asked for ``labels``: the class judge whose label set names
     the most of them; without class judges, the EuroSAT second opinion (robust classifier, else feature net)."""
-    from rsgen.eval.class_judges import DEFAULT_CLASS_JUDGES_DIR, judge_for_labels, load_class_judges
+    from rsgen.eval.class_judges import DEFAULT_CLASS_JUDGES_DIR, WEIGHTS_NAME, judge_for_labels
 
     if config.class_judges != "off":
         path = Path(config.class_judges) if config.class_judges else DEFAULT_CLASS_JUDGES_DIR
-        if config.class_judges or (path / "model.safetensors").is_file():
-            judge = judge_for_labels(labels, _cached_class_judges(path, load_class_judges))
+        if config.class_judges or (path / WEIGHTS_NAME).is_file():
+            judge = judge_for_labels(labels, _class_judges_at(str(path.resolve())))
             if judge is not None:
                 return judge
     return _second_opinions(config, rs)[0]
 
 
-_CLASS_JUDGES: dict[str, Any] = {}
-
-
-def _cached_class_judges(path: Path, load: Callable[[Path], Any]) -> Any:
+@functools.lru_cache(maxsize=4)
+def _class_judges_at(path: str) -> Any:
     """The class-judge network at ``path``, loaded once per process (every section asks for it)."""
-    key = str(path.resolve())
-    if key not in _CLASS_JUDGES:
-        _CLASS_JUDGES[key] = load(path)
-    return _CLASS_JUDGES[key]
+    from rsgen.eval.class_judges import load_class_judges
+
+    return load_class_judges(path)
 
 
 def _second_opinions(config: EvaluateConfig, rs: RSFeatureExtractor) -> list[Any]:

@@ -35,14 +35,19 @@ PROMPT_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def label_key(label: str) -> str:
+    """A label without spaces, underscores, hyphens or case (``Sea Lake``, ``sea_lake`` -> ``sealake``)."""
+    return re.sub(r"[\s_\-]", "", label).lower()
+
+
 def normalise_label(label: str | None, class_names: tuple[str, ...] = EUROSAT_CLASSES) -> str | None:
     """A class name for a label given in any spelling (``sea_lake``, ``Sea Lake``, aliases of the caption
     vocabulary); None when it is not one of ``class_names``."""
     if not label:
         return None
-    key = re.sub(r"[\s_\-]", "", label).lower()
+    key = label_key(label)
     for name in class_names:
-        if name.lower() == key:
+        if label_key(name) == key:
             return name
     from rsgen.data.captions import default_vocabulary
 
