@@ -87,10 +87,13 @@ def list_judge_images(name: str, root: Path, split: str) -> list[tuple[Path, str
 
 
 def decode_square(data: bytes | Path, size: int) -> np.ndarray:
-    """An image file (path or bytes) as RGB uint8 ``(3, size, size)``, resized with Lanczos when needed."""
+    """An image file (path or bytes) as RGB uint8 ``(3, size, size)``, resized with Lanczos when needed; its size
+    is checked from the header before decoding (:func:`rsgen.safety.open_image`)."""
     import io
 
-    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+    from rsgen.safety import open_image
+
+    with open_image(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
         im = im.convert("RGB")
         if im.size != (size, size):
             im = im.resize((size, size), Image.LANCZOS)
@@ -108,7 +111,11 @@ def build_set(
     for data, label in items:
         try:
             images.append(decode_square(data, size))
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+        except (
+            DataError,
+            OSError,
+            ValueError,
+        ) as e:  # DataError: unreadable or too large (safety.open_image)
             skipped += 1
             log.warning("%s: skipped an unreadable image (%s)", name, e)
             continue
